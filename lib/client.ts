@@ -1,0 +1,206 @@
+import { randomUUID } from 'node:crypto';
+import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microservices';
+import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
+import { connectable, defer, Observable, Subject, throwError } from 'rxjs';
+import type { Redis } from 'ioredis';
+import { MessageCodec } from './codec.js';
+import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
+import { OfflineQueue } from './offline-queue.js';
+import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from './options.js';
+import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
+import { transportRegistry, type MonitoredTransport } from './transport-registry.js';
+
+interface PendingRequest {
+  channel: string;
+  callback: (packet: WritePacket) => void;
+  timer: NodeJS.Timeout;
+  /** Set while the request waits for the transport to (re)connect before publishing. */
+  whenConnected?: () => void;
+  published: boolean;
+}
+
+/**
+ * Nest client proxy over Redis pub/sub. `emit()` publishes, or holds the event in a
+ * bounded offline queue while the publisher is down. `send()` publishes a request
+ * carrying this instance's own reply channel and always settles: reply, error,
+ * timeout, "no subscriber", or "connection lost".
+ */
+export class RedisPubSubClient
+  extends ClientProxy<RedisPubSubEventCallbacks, RedisPubSubStatus>
+  implements MonitoredTransport
+{
+  readonly name: string;
+  private readonly settings: ResolvedOptions;
+  private readonly link: PubSubLink;
+  private readonly codec: MessageCodec;
+  private readonly replyChannel: string;
+  private readonly pending = new Map<string, PendingRequest>();
+  private readonly offline: OfflineQueue;
+  private started = false;
+  private closed = false;
+
+  constructor(options: RedisPubSubOptions = {}) {
+    super();
+    this.settings = resolveOptions(options, 'redis-pubsub-client');
+    this.name = this.settings.name;
+    this.initializeSerializer(options);
+    this.initializeDeserializer(options);
+    this.codec = new MessageCodec(this.settings.maxPayloadBytes, this.settings.maxDepth);
+    this.replyChannel = `${INTERNAL_CHANNEL_PREFIX}:reply:${randomUUID()}`;
+    this.link = new PubSubLink('client', this.settings, (channel, payload) => this.onReply(channel, payload));
+    this.link.subscribe('channel', this.replyChannel);
+    this.offline = new OfflineQueue(this.settings.offlineQueue, this.link.publisher);
+    this.link.on('status', (state) => {
+      this._status$.next(state);
+      if (state === RedisPubSubStatus.CONNECTED) this.releaseWaiting();
+    });
+    // A reply published while the subscriber is down is lost: fail now rather than at the timeout.
+    this.link.subscriber.on('lost', (reason) => this.failAll(`the reply connection to Redis was lost (${reason})`, true));
+  }
+
+  /** Starts both connections and resolves once they are up and the reply channel is subscribed. */
+  async connect(): Promise<void> {
+    this.ensureStarted();
+    await this.link.start();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll('the client was closed');
+    this.offline.failAll('the client was closed');
+    await this.link.close();
+    transportRegistry.delete(this);
+  }
+
+  override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
+    if (pattern == null || data == null) return throwError(() => new InvalidMessageException());
+    this.ensureStarted();
+    const packet = this.createPacket(pattern, data);
+    // Hot, like Nest's own emit: the event is sent whether or not anyone subscribes.
+    const source = connectable(defer(() => this.dispatchEvent<TResult>(packet)), {
+      connector: () => new Subject<TResult>(),
+      resetOnDisconnect: false,
+    });
+    source.connect();
+    return source;
+  }
+
+  override send<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
+    if (pattern == null || data == null) return throwError(() => new InvalidMessageException());
+    this.ensureStarted();
+    return new Observable<TResult>((observer) => this.publish(this.createPacket(pattern, data), this.createObserver(observer)));
+  }
+
+  override on<E extends RedisPubSubEventName = RedisPubSubEventName, C extends RedisPubSubEventCallbacks[E] = RedisPubSubEventCallbacks[E]>(
+    event: E,
+    callback: C,
+  ): void {
+    this.link.on(event, callback);
+  }
+
+  /** `[publisher, subscriber]` ioredis instances. */
+  unwrap<T = [Redis, Redis]>(): T {
+    return [this.link.publisher.redis, this.link.subscriber.redis] as T;
+  }
+
+  getStats(): RedisPubSubStats {
+    return { ...this.link.stats(), pending: { requests: this.pending.size, events: this.offline.size } };
+  }
+
+  protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
+    if (this.closed) throw new Error(`${this.name}: emit() after close()`);
+    const channel = this.normalizePattern(packet.pattern);
+    const message = JSON.stringify(await this.serializer.serialize({ ...packet, pattern: channel }));
+    if (this.link.publisher.isReady) await this.link.publisher.redis.publish(channel, message);
+    else await this.offline.enqueue(channel, message);
+    return undefined as T;
+  }
+
+  protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
+    const id = randomUUID();
+    const channel = this.normalizePattern(packet.pattern);
+    const timeoutMs = this.settings.requestTimeoutMs;
+    if (this.closed) {
+      callback({ err: new Error(`${this.name}: send() after close()`), isDisposed: true });
+      return () => undefined;
+    }
+    const request: PendingRequest = {
+      channel,
+      callback,
+      published: false,
+      timer: setTimeout(() => this.fail(id, `request to "${channel}" timed out after ${timeoutMs} ms`), timeoutMs),
+    };
+    this.pending.set(id, request);
+    void this.sendRequest(id, request, { ...packet, pattern: channel, id, replyTo: this.replyChannel }).catch((error: unknown) =>
+      this.fail(id, `request to "${channel}" could not be published: ${error instanceof Error ? error.message : String(error)}`),
+    );
+    return () => this.forget(id);
+  }
+
+  private async sendRequest(id: string, request: PendingRequest, packet: ReadPacket & { id: string; replyTo: string }): Promise<void> {
+    if (this.link.status !== RedisPubSubStatus.CONNECTED) {
+      await new Promise<void>((resolve) => (request.whenConnected = resolve));
+      request.whenConnected = undefined;
+    }
+    if (!this.pending.has(id)) return;
+    const message = JSON.stringify(await this.serializer.serialize(packet));
+    request.published = true;
+    const receivers = await this.link.publisher.redis.publish(request.channel, message);
+    if (receivers === 0) this.fail(id, `no subscriber for pattern "${request.channel}": nobody is subscribed to it`);
+  }
+
+  private onReply(channel: string, payload: Buffer): void {
+    if (channel !== this.replyChannel) return;
+    this.link.counters.received++;
+    const parsed = this.codec.parse(payload);
+    const id = parsed.ok ? (parsed.value as { id?: unknown } | null)?.id : undefined;
+    if (!parsed.ok || typeof id !== 'string') {
+      this.link.counters.invalid++;
+      this.link.logger.error(`Invalid reply on channel "${channel}": ${parsed.ok ? 'no string "id"' : parsed.problem}`);
+      return;
+    }
+    const request = this.pending.get(id);
+    if (!request) return; // late reply to a request that timed out or was cancelled
+    Promise.resolve(this.deserializer.deserialize(parsed.value)).then(
+      ({ err, response, isDisposed }: WritePacket) => {
+        if (!this.pending.has(id)) return;
+        if (isDisposed || err !== undefined) this.forget(id);
+        request.callback(isDisposed || err !== undefined ? { err, response, isDisposed: true } : { err, response });
+      },
+      (error: unknown) => this.fail(id, `reply could not be deserialized: ${String(error)}`),
+    );
+  }
+
+  private ensureStarted(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    transportRegistry.add(this);
+    this.link.start().catch((error: Error) => this.link.logger.error(error.message));
+  }
+
+  private releaseWaiting(): void {
+    for (const request of this.pending.values()) request.whenConnected?.();
+  }
+
+  private fail(id: string, message: string): void {
+    const request = this.pending.get(id);
+    if (!request) return;
+    this.forget(id);
+    request.callback({ err: new Error(`${this.name}: ${message}`), isDisposed: true });
+  }
+
+  private failAll(reason: string, publishedOnly = false): void {
+    for (const [id, request] of this.pending) {
+      if (!publishedOnly || request.published) this.fail(id, `request to "${request.channel}" failed: ${reason}`);
+    }
+  }
+
+  private forget(id: string): void {
+    const request = this.pending.get(id);
+    if (!request) return;
+    clearTimeout(request.timer);
+    this.pending.delete(id);
+    request.whenConnected?.();
+  }
+}

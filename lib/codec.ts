@@ -1,0 +1,106 @@
+import { isUtf8 } from 'node:buffer';
+
+/** What a handler receives, after validation. */
+export interface IncomingPacket {
+  pattern: unknown;
+  data: unknown;
+  /** Present on requests (`send()`); events have none. */
+  id?: string;
+  /** Reply channel of the requesting client; absent from Nest's built-in client. */
+  replyTo?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; problem: string };
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * Turns raw pub/sub payloads into packets without trusting them: size is checked
+ * before any parsing, bytes must be UTF-8, JSON is checked for nesting depth and
+ * prototype-polluting keys, and envelope fields are type-checked. Anything that
+ * fails becomes a `problem` string for the caller to log and count.
+ */
+export class MessageCodec {
+  constructor(
+    private readonly maxPayloadBytes: number,
+    private readonly maxDepth: number,
+  ) {}
+
+  /** Bytes -> JSON value, or the text itself when it is not JSON (as Nest's built-in transport does). */
+  parse(payload: Buffer): Decoded<unknown> {
+    if (payload.length > this.maxPayloadBytes) {
+      return { ok: false, problem: `payload of ${payload.length} bytes exceeds maxPayloadBytes (${this.maxPayloadBytes})` };
+    }
+    if (!isUtf8(payload)) return { ok: false, problem: 'payload is not valid UTF-8' };
+    const text = payload.toString();
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      return { ok: true, value: text };
+    }
+    if (typeof value !== 'object' || value === null) return { ok: true, value };
+    // Both checks walk the value; the cheap substring and length tests skip the walk for almost every message.
+    const keys = text.includes('__proto__') || text.includes('constructor') || text.includes('prototype');
+    const depth = text.length > 2 * this.maxDepth;
+    if (keys || depth) {
+      const problem = inspect(value, 1, this.maxDepth, keys);
+      if (problem) return { ok: false, problem };
+    }
+    return { ok: true, value };
+  }
+
+  /** Nest's envelope rule: an object with `pattern` or `data` is an envelope; anything else is the data itself. */
+  toPacket(channel: string, value: unknown): Decoded<IncomingPacket> {
+    if (isPlainObject(value) && (value.pattern !== undefined || value.data !== undefined)) {
+      return validatePacket(value);
+    }
+    return { ok: true, value: { pattern: channel, data: value } };
+  }
+}
+
+/** Checks a packet's envelope fields; also applied to what a custom deserializer returns. */
+export function validatePacket(value: unknown): Decoded<IncomingPacket> {
+  if (!isPlainObject(value)) return { ok: false, problem: 'deserialized packet is not an object' };
+  const { pattern, id, replyTo, metadata } = value;
+  if (pattern !== undefined && typeof pattern !== 'string' && !isPlainObject(pattern)) {
+    return { ok: false, problem: `envelope "pattern" must be a string or an object, got ${typeName(pattern)}` };
+  }
+  if (id !== undefined && (typeof id !== 'string' || id.length === 0)) {
+    return { ok: false, problem: `envelope "id" must be a non-empty string, got ${typeName(id)}` };
+  }
+  if (replyTo !== undefined && (typeof replyTo !== 'string' || replyTo.length === 0)) {
+    return { ok: false, problem: `envelope "replyTo" must be a non-empty string, got ${typeName(replyTo)}` };
+  }
+  if (metadata !== undefined && !isPlainObject(metadata)) {
+    return { ok: false, problem: `envelope "metadata" must be an object, got ${typeName(metadata)}` };
+  }
+  return { ok: true, value: value as unknown as IncomingPacket };
+}
+
+function inspect(value: unknown, depth: number, maxDepth: number, keys: boolean): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (depth > maxDepth) return `JSON nested deeper than maxDepth (${maxDepth})`;
+  if (Array.isArray(value)) {
+    for (const item of value) {
+      const problem = inspect(item, depth + 1, maxDepth, keys);
+      if (problem) return problem;
+    }
+    return undefined;
+  }
+  for (const key of Object.keys(value)) {
+    if (keys && FORBIDDEN_KEYS.has(key)) return `forbidden key "${key}" (prototype pollution)`;
+    const problem = inspect((value as Record<string, unknown>)[key], depth + 1, maxDepth, keys);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function typeName(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+}

@@ -1,0 +1,69 @@
+import type { ManagedConnection } from './managed-connection.js';
+import type { OfflineQueueOptions } from './options.js';
+
+interface QueuedEvent {
+  channel: string;
+  message: string;
+  resolve: () => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * Events emitted while the publisher is down wait here, bounded in size and time,
+ * and are published in order once it is back. A full queue or an expired event
+ * fails the caller's emit() with a clear error instead of growing without bound.
+ */
+export class OfflineQueue {
+  private readonly queue: QueuedEvent[] = [];
+
+  constructor(
+    private readonly settings: Required<OfflineQueueOptions>,
+    private readonly publisher: ManagedConnection,
+  ) {
+    publisher.on('ready', () => this.flush());
+  }
+
+  get size(): number {
+    return this.queue.length;
+  }
+
+  enqueue(channel: string, message: string): Promise<void> {
+    const { maxSize, timeoutMs } = this.settings;
+    if (this.queue.length >= maxSize) {
+      return Promise.reject(new Error(`event "${channel}" not sent: Redis is unreachable and the offline queue is full (${maxSize} events)`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const event: QueuedEvent = {
+        channel,
+        message,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.remove(event);
+          reject(new Error(`event "${channel}" not sent: Redis was unreachable for ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.queue.push(event);
+    });
+  }
+
+  failAll(reason: string): void {
+    for (const event of this.queue.splice(0)) {
+      clearTimeout(event.timer);
+      event.reject(new Error(`event "${event.channel}" not sent: ${reason}`));
+    }
+  }
+
+  private flush(): void {
+    for (const event of this.queue.splice(0)) {
+      clearTimeout(event.timer);
+      this.publisher.redis.publish(event.channel, event.message).then(() => event.resolve(), event.reject);
+    }
+  }
+
+  private remove(event: QueuedEvent): void {
+    const index = this.queue.indexOf(event);
+    if (index >= 0) this.queue.splice(index, 1);
+  }
+}

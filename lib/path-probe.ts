@@ -1,0 +1,58 @@
+import type { ManagedConnection } from './managed-connection.js';
+import { VerdictTimers } from './verdict-timers.js';
+
+/**
+ * Proves the whole path publisher -> Redis -> subscriber. A live socket is not
+ * enough: a proxy or load balancer can move a connection to another Redis where
+ * the subscriptions do not exist while PING still answers. Each round PUBLISHes a
+ * token on a channel only this instance subscribes to; it fails when Redis counts
+ * no receiver, or when neither the token nor any other message reached the
+ * subscriber within `timeoutMs` after Redis accepted the PUBLISH.
+ */
+export class PathProbe {
+  private sequence = 0;
+  private lastSeen = 0;
+  private readonly verdicts = new VerdictTimers();
+
+  constructor(
+    readonly channel: string,
+    private readonly publisher: ManagedConnection,
+    private readonly subscriber: ManagedConnection,
+    private readonly timeoutMs: number,
+    private readonly messagesSeen: () => number,
+    private readonly onFail: (reason: string, subscriberGeneration: number) => void,
+  ) {}
+
+  /** Called once per heartbeat round while the transport reports connected. */
+  send(): void {
+    if (!this.publisher.isReady || !this.subscriber.isReady) return;
+    const sequence = ++this.sequence;
+    const generation = this.subscriber.generation;
+    const messagesBefore = this.messagesSeen();
+    this.publisher.redis.publish(this.channel, String(sequence)).then(
+      (receivers) => {
+        if (generation !== this.subscriber.generation) return;
+        if (receivers === 0) {
+          this.onFail('the path probe reached no subscriber: the subscription is gone from the server', generation);
+          return;
+        }
+        this.verdicts.schedule(this.timeoutMs, () => {
+          if (generation !== this.subscriber.generation || this.lastSeen >= sequence) return;
+          if (this.messagesSeen() !== messagesBefore) return;
+          this.onFail(`the path probe was not delivered within ${this.timeoutMs} ms`, generation);
+        });
+      },
+      // A publisher that does not answer is its own heartbeat's business.
+      () => undefined,
+    );
+  }
+
+  received(payload: Buffer): void {
+    const sequence = Number(payload.toString());
+    if (sequence > this.lastSeen) this.lastSeen = sequence;
+  }
+
+  stop(): void {
+    this.verdicts.clear();
+  }
+}

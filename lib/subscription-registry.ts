@@ -1,0 +1,98 @@
+import type { Redis } from 'ioredis';
+
+export type SubscriptionKind = 'channel' | 'pattern';
+
+export interface SubscribeResult {
+  confirmed: number;
+  failed: Array<{ kind: SubscriptionKind; name: string; error: string }>;
+}
+
+/** Batches keep one SUBSCRIBE command (and its reply count) bounded. */
+const BATCH = 500;
+
+/**
+ * The channels and patterns the transport must be subscribed to, and which of them
+ * Redis has acknowledged on the current subscriber socket. The transport owns this
+ * list: ioredis' autoResubscribe reports "ready" before its SUBSCRIBEs are answered,
+ * and one bad channel fails its whole batch.
+ */
+export class SubscriptionRegistry {
+  private readonly wanted = { channel: new Set<string>(), pattern: new Set<string>() };
+  private readonly confirmed = { channel: new Set<string>(), pattern: new Set<string>() };
+
+  add(kind: SubscriptionKind, name: string): void {
+    this.wanted[kind].add(name);
+  }
+
+  countOf(kind: SubscriptionKind): number {
+    return this.wanted[kind].size;
+  }
+
+  get expectedCount(): number {
+    return this.wanted.channel.size + this.wanted.pattern.size;
+  }
+
+  get confirmedCount(): number {
+    return this.confirmed.channel.size + this.confirmed.pattern.size;
+  }
+
+  get complete(): boolean {
+    return this.confirmedCount === this.expectedCount;
+  }
+
+  missing(): string[] {
+    const out: string[] = [];
+    for (const kind of ['channel', 'pattern'] as const) {
+      for (const name of this.wanted[kind]) if (!this.confirmed[kind].has(name)) out.push(`${kind}:${name}`);
+    }
+    return out;
+  }
+
+  /** A new socket starts with no subscriptions at all. */
+  reset(): void {
+    this.confirmed.channel.clear();
+    this.confirmed.pattern.clear();
+  }
+
+  /**
+   * (P)SUBSCRIBEs everything not yet confirmed and waits for Redis to acknowledge each.
+   * A failed batch is retried name by name so one forbidden channel cannot hide the rest.
+   * `isCurrent` turns false when the socket was replaced meanwhile: results are then dropped.
+   */
+  async subscribeMissing(redis: Redis, isCurrent: () => boolean): Promise<SubscribeResult> {
+    const result: SubscribeResult = { confirmed: 0, failed: [] };
+    for (const kind of ['channel', 'pattern'] as const) {
+      const todo = [...this.wanted[kind]].filter((name) => !this.confirmed[kind].has(name));
+      for (let i = 0; i < todo.length; i += BATCH) {
+        const batch = todo.slice(i, i + BATCH);
+        const error = await this.issue(redis, kind, batch);
+        if (!isCurrent()) return result;
+        if (!error) {
+          this.confirm(kind, batch, result);
+          continue;
+        }
+        for (const name of batch) {
+          const single = await this.issue(redis, kind, [name]);
+          if (!isCurrent()) return result;
+          if (single) result.failed.push({ kind, name, error: single });
+          else this.confirm(kind, [name], result);
+        }
+      }
+    }
+    return result;
+  }
+
+  private confirm(kind: SubscriptionKind, names: string[], result: SubscribeResult): void {
+    for (const name of names) this.confirmed[kind].add(name);
+    result.confirmed += names.length;
+  }
+
+  private async issue(redis: Redis, kind: SubscriptionKind, names: string[]): Promise<string | undefined> {
+    try {
+      await (kind === 'channel' ? redis.subscribe(...names) : redis.psubscribe(...names));
+      return undefined;
+    } catch (err) {
+      return err instanceof Error ? err.message : String(err);
+    }
+  }
+}
