@@ -174,12 +174,12 @@ export class RedisPubSubServer
 
   private reject(channel: string, problem: string): void {
     this.link.counters.invalid++;
-    this.logger.error(`Invalid message on channel "${channel}": ${problem}`);
+    this.link.logger.error(`Invalid message on channel "${channel}": ${problem}`);
   }
 
   private handlerFailed(channel: string, error: unknown): void {
     this.link.counters.handlerErrors++;
-    this.logger.error(`Handler for channel "${channel}" failed: ${describe(error)}`, error instanceof Error ? error.stack : undefined);
+    this.link.logger.error(`Handler for channel "${channel}" failed: ${describe(error)}`, error instanceof Error ? error.stack : undefined);
   }
 
   private settled(): void {
@@ -194,7 +194,7 @@ export class RedisPubSubServer
       new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.settings.closeTimeoutMs))),
     ]);
     clearTimeout(timer);
-    if (!done) this.logger.warn(`close(): ${this.inFlight} handler(s) still running after ${this.settings.closeTimeoutMs} ms`);
+    if (!done) this.link.logger.warn(`close(): ${this.inFlight} handler(s) still running after ${this.settings.closeTimeoutMs} ms`);
   }
 }
 

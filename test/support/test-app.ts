@@ -37,6 +37,11 @@ export function createController(state: TestAppState) {
       record('created-audit', data, ctx);
     }
 
+    @EventPattern('inbound')
+    inbound(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
+      record('inbound', data, ctx);
+    }
+
     @EventPattern('orders.*', { psubscribe: true })
     anyOrder(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       record('any-order', data, ctx);

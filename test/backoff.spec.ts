@@ -1,0 +1,17 @@
+import { backoffDelay } from '../lib/backoff.js';
+
+const retry = { minDelayMs: 100, maxDelayMs: 1_000, maxAttempts: 5 };
+
+describe('backoffDelay (unit)', () => {
+  it('doubles from minDelayMs up to maxDelayMs, with jitter in [base/2, base]', () => {
+    const low = (n: number) => backoffDelay(n, retry, () => 0);
+    const high = (n: number) => backoffDelay(n, retry, () => 1);
+    expect([1, 2, 3, 4, 5].map(low)).toEqual([50, 100, 200, 400, 500]);
+    expect([1, 2, 3, 4, 5].map(high)).toEqual([100, 200, 400, 800, 1000]);
+  });
+
+  it('stops after maxAttempts and retries forever without it', () => {
+    expect(backoffDelay(6, retry)).toBeNull();
+    expect(backoffDelay(1_000_000, { ...retry, maxAttempts: Infinity }, () => 1)).toBe(1_000);
+  });
+});
