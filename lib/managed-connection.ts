@@ -68,6 +68,8 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
       enableOfflineQueue: false,
       retryStrategy: (times: number) => {
         if (this.state === 'closed') return null;
+        // ioredis calls this synchronously on close but emits 'close' a tick later.
+        this.markLost();
         const delay = userRetry ? userRetry(times) : backoffDelay(times, options.retry);
         this.attempt = times;
         if (typeof delay !== 'number') return delay;
@@ -94,13 +96,10 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
       this.setState('connected');
       this.emit('ready', this.generation);
     });
-    this.redis.on('close', () => {
-      if (this.state !== 'connected') return;
-      this.setState('reconnecting');
-      this.emit('lost', this.lastError ?? 'connection closed');
-    });
+    this.redis.on('close', () => this.markLost());
     this.redis.on('end', () => {
       if (this.state === 'closed') return;
+      this.markLost();
       this.setState('disconnected');
       this.emit('gave-up');
     });
@@ -184,6 +183,12 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
       lastErrorAt: this.lastErrorAt,
       stateChangedAt: this.stateChangedAt,
     };
+  }
+
+  private markLost(): void {
+    if (this.state !== 'connected') return;
+    this.setState('reconnecting');
+    this.emit('lost', this.lastError ?? 'connection closed');
   }
 
   private setState(state: ConnectionState): void {
