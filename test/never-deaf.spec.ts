@@ -159,3 +159,48 @@ describe('never deaf: recovery from faults against a real redis-server', () => {
     expect(stats.state).toBe('connected');
   });
 });
+
+describe('never deaf under RESP2 (a subscribed PING answers ["pong", token])', () => {
+  let rig: FaultRig;
+
+  afterEach(async () => {
+    await rig?.close();
+  });
+
+  it('blackhole: detected and recovered', async () => {
+    rig = await startFaultRig({ redis: { protocol: 2 } });
+    rig.proxy.blackhole();
+    await waitForResubscribed(rig);
+    expect(rig.events).toContain('heartbeat-timeout:subscriber');
+    await expectHandlesNewEvent(rig, 'resp2-after-blackhole');
+  });
+
+  it('reroute: caught by the path probe and recovered', async () => {
+    rig = await startFaultRig({ redis: { protocol: 2 } });
+    const fresh = await startRedis();
+    try {
+      await rig.proxy.reroute({ host: fresh.host, port: fresh.port });
+      await waitForResubscribed(rig);
+      expect(rig.events).toContain('probe-failed');
+      const direct = await connectClient(fresh.url);
+      try {
+        await expectHandlesNewEvent(rig, 'resp2-after-reroute', direct);
+      } finally {
+        await closeClient(direct);
+      }
+    } finally {
+      await rig.close();
+      rig = undefined as never;
+      await fresh.stop();
+    }
+  });
+
+  it('idle heartbeats cause no reconnect', async () => {
+    rig = await startFaultRig({ redis: { protocol: 2 } }, { viaProxy: false });
+    const rounds = Date.now();
+    await waitFor(() => (rig.app.server.getStats().connections.subscriber.heartbeatRttMs ?? -1) >= 0 && Date.now() - rounds > 5 * FAST_HEARTBEAT.intervalMs, {
+      message: 'five heartbeat rounds',
+    });
+    expect(rig.events.filter((e) => !e.startsWith('status:'))).toEqual([]);
+  });
+});
