@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { closeClient, connectClient } from './harness/clients.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
+import type { RedisPubSubContext } from '../lib/index.js';
 import { startTestApp, type StartedTestApp } from './support/test-app.js';
 
 describe('events through a real Nest microservice', () => {
@@ -65,5 +66,26 @@ describe('events through a real Nest microservice', () => {
     expect(app.logger.errors('handler exploded synchronously')).toHaveLength(1);
     expect(app.logger.errors('handler rejected')).toHaveLength(1);
     expect(app.logger.errors('Handler for channel "orders.fail" failed')).toHaveLength(2);
+  });
+
+  it("runs Nest's processing start and end hooks around every event, so tracing sees each message", async () => {
+    const started: string[] = [];
+    const ended: string[] = [];
+    app.server.setOnProcessingStartHook((_transport, context, done) => {
+      started.push((context as RedisPubSubContext).getChannel());
+      return done();
+    });
+    app.server.setOnProcessingEndHook((_transport, context) => ended.push((context as RedisPubSubContext).getChannel()));
+    try {
+      await publisher.publish('inbound', JSON.stringify({ data: 1 }));
+      await publisher.publish('orders.fail', JSON.stringify({ data: {} }));
+      // orders.fail also matches the orders.* pattern handler: three deliveries.
+      await app.inbox.waitFor(() => ended.length >= 3, 'three end hooks');
+      expect(started).toEqual(['inbound', 'orders.fail', 'orders.fail']);
+      expect(ended.sort()).toEqual(['inbound', 'orders.fail', 'orders.fail']);
+    } finally {
+      app.server.setOnProcessingStartHook((_transport, _context, done) => done());
+      app.server.setOnProcessingEndHook(() => undefined);
+    }
   });
 });
