@@ -133,6 +133,7 @@ export class PubSubLink {
   start(): Promise<void> {
     this.started ??= new Promise<void>((resolve, reject) => {
       this.settleStart = (error) => (error ? reject(error) : resolve());
+      this.events.emit('status', this.state);
       this.subscriber.start();
       this.publisher.start();
       for (const heartbeat of this.heartbeats) heartbeat.start();

@@ -82,7 +82,7 @@ describe('client and status while Redis is away', () => {
     proxy.reset();
     await waitFor(() => states.filter((s) => s === 'connected').length === 2, { message: `reconnected; states: ${states}` });
     await client.close();
-    expect(states).toEqual(['connected', 'reconnecting', 'connected', 'closed']);
+    expect(states).toEqual(['connecting', 'connected', 'reconnecting', 'connected', 'closed']);
     expect(Object.values(RedisPubSubStatus)).toEqual(['connecting', 'connected', 'reconnecting', 'disconnected', 'closed']);
   });
 });
