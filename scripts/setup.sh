@@ -4,8 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [[ ! -d node_modules/@nestjs/microservices || package.json -nt node_modules/.package-lock.json ]]; then
-  if [[ -f package-lock.json ]]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+# `npm install` rather than `npm ci`: npm 11 leaves other platforms' optional packages out of the
+# lock file, which `npm ci` then rejects as out of sync. The stamp re-runs it when the manifests change.
+stamp=node_modules/.nestjs-redis-pubsub-setup
+wanted=$(cat package.json package-lock.json 2>/dev/null | cksum)
+if [[ ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
+  npm install --no-audit --no-fund
+  cat package.json package-lock.json | cksum > "$stamp"
 fi
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-sentinel >/dev/null 2>&1; then
