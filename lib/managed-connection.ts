@@ -3,6 +3,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { backoffDelay } from './backoff.js';
 import type { ResolvedOptions } from './options.js';
 import { redact } from './redact.js';
+import { VerdictTimers } from './verdict-timers.js';
 
 export type ConnectionRole = 'subscriber' | 'publisher';
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'disconnected' | 'closed';
@@ -51,6 +52,7 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
   private lastErrorAt: number | null = null;
   private everReady = false;
   private readonly secrets: Array<string | undefined>;
+  private readonly handshake = new VerdictTimers();
 
   constructor(
     readonly role: ConnectionRole,
@@ -60,6 +62,8 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
     const userRetry = options.redis.retryStrategy;
     const redisOptions: RedisOptions = {
       connectionName: `${options.name}:${role === 'subscriber' ? 'sub' : 'pub'}`,
+      // close() destroys sockets itself; ioredis' own 2 s fallback timer would only keep the process alive.
+      disconnectTimeout: 100,
       ...options.redis,
       lazyConnect: true,
       // Resubscription is ours: ioredis reports "ready" before its own SUBSCRIBEs are acknowledged.
@@ -81,10 +85,21 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
     this.redis = options.url ? new Redis(options.url, redisOptions) : new Redis(redisOptions);
     this.secrets = [this.redis.options.password, options.redis.password];
 
+    // ioredis' connectTimeout ends at the TCP connect: a peer that accepts and then says nothing
+    // (a load balancer with a dead backend) would hold the handshake, and the transport, forever.
+    const handshakeTimeoutMs = options.heartbeat ? options.heartbeat.timeoutMs : (options.redis.connectTimeout ?? 10_000);
     this.redis.on('connect', () => {
       const stream = this.redis.stream;
+      const connectedAt = Date.now();
       stream.on('data', () => {
         if (stream === this.redis.stream) this.lastLifeSignAt = Date.now();
+      });
+      this.handshake.schedule(handshakeTimeoutMs, () => {
+        if (stream !== this.redis.stream || this.redis.status === 'ready' || this.state === 'closed') return;
+        // Any answer means a slow handshake (e.g. Redis loading its data set), not a dead peer.
+        if ((this.lastLifeSignAt ?? 0) >= connectedAt) return;
+        this.recordError(`Redis accepted the connection but did not answer within ${handshakeTimeoutMs} ms`);
+        stream.destroy();
       });
     });
     this.redis.on('ready', () => {
@@ -145,6 +160,7 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
   async close(timeoutMs = 1_000): Promise<void> {
     if (this.state === 'closed') return;
     this.setState('closed');
+    this.handshake.clear();
     const redis = this.redis;
     if (redis.status === 'ready') {
       let timer: NodeJS.Timeout | undefined;
