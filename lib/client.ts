@@ -60,6 +60,7 @@ export class RedisPubSubClient
 
   /** Starts both connections and resolves once they are up and the reply channel is subscribed. */
   async connect(): Promise<void> {
+    if (this.closed) throw new Error(`${this.name}: connect() after close()`);
     this.ensureStarted();
     await this.link.start();
   }

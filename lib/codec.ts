@@ -42,7 +42,9 @@ export class MessageCodec {
     }
     if (typeof value !== 'object' || value === null) return { ok: true, value };
     // Both checks walk the value; the cheap substring and length tests skip the walk for almost every message.
-    const keys = text.includes('__proto__') || text.includes('constructor') || text.includes('prototype');
+    // A key can also be spelled with \u escapes, which JSON.parse decodes: those payloads are always walked.
+    const keys =
+      text.includes('__proto__') || text.includes('constructor') || text.includes('prototype') || text.includes('\\u');
     const depth = text.length > 2 * this.maxDepth;
     if (keys || depth) {
       const problem = inspect(value, 1, this.maxDepth, keys);

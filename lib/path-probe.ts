@@ -12,6 +12,7 @@ import { VerdictTimers } from './verdict-timers.js';
 export class PathProbe {
   private sequence = 0;
   private lastSeen = 0;
+  private stopped = false;
   private readonly verdicts = new VerdictTimers();
 
   constructor(
@@ -31,7 +32,7 @@ export class PathProbe {
     const messagesBefore = this.messagesSeen();
     this.publisher.redis.publish(this.channel, String(sequence)).then(
       (receivers) => {
-        if (generation !== this.subscriber.generation) return;
+        if (this.stopped || generation !== this.subscriber.generation) return;
         if (receivers === 0) {
           this.onFail('the path probe reached no subscriber: the subscription is gone from the server', generation);
           return;
@@ -53,6 +54,7 @@ export class PathProbe {
   }
 
   stop(): void {
+    this.stopped = true;
     this.verdicts.clear();
   }
 }

@@ -117,7 +117,10 @@ export class PubSubLink {
       this.sink(channel, payload, undefined);
     });
     sub.on('pmessageBuffer', (pattern: string | Buffer, channelBuffer: Buffer, payload: Buffer) => {
-      this.sink(channelBuffer.toString(), payload, pattern.toString());
+      const channel = channelBuffer.toString();
+      // Probes and reply channels are nobody's events, even for a catch-all pattern like '*'.
+      if (channel.startsWith(INTERNAL_CHANNEL_PREFIX)) return;
+      this.sink(channel, payload, pattern.toString());
     });
   }
 
@@ -131,6 +134,7 @@ export class PubSubLink {
 
   /** Connects both connections; resolves once every subscription is acknowledged. Retries in the background. */
   start(): Promise<void> {
+    if (this.state === RedisPubSubStatus.CLOSED) return Promise.reject(new Error(`${this.options.name}: closed`));
     this.started ??= new Promise<void>((resolve, reject) => {
       this.settleStart = (error) => (error ? reject(error) : resolve());
       this.events.emit('status', this.state);

@@ -1,4 +1,4 @@
-import { Server, type CustomTransportStrategy, type MessageHandler, type WritePacket } from '@nestjs/microservices';
+import { Server, type CustomTransportStrategy, type MessageHandler, type Transport, type WritePacket } from '@nestjs/microservices';
 import { isObservable, throwError, type Observable } from 'rxjs';
 import type { Redis } from 'ioredis';
 import { MessageCodec, validatePacket, type IncomingPacket } from './codec.js';
@@ -99,6 +99,32 @@ export class RedisPubSubServer
     return this.link.stats();
   }
 
+  /** Instrumentation bugs are logged: a throwing or rejecting hook must not crash the process or stall close(). */
+  override setOnProcessingStartHook(hook: (transportId: Transport | symbol, context: unknown, done: () => Promise<unknown>) => void): void {
+    super.setOnProcessingStartHook((transportId, context, done) => {
+      let started = false;
+      const once = () => ((started = true), done());
+      try {
+        const result: unknown = hook(transportId, context, once);
+        if (isPromiseLike(result)) result.then(undefined, (error: unknown) => this.hookFailed('start', error));
+        return result;
+      } catch (error) {
+        this.hookFailed('start', error);
+        return started ? undefined : done();
+      }
+    });
+  }
+
+  override setOnProcessingEndHook(hook: (transportId: Transport | symbol, context: unknown) => void): void {
+    super.setOnProcessingEndHook((transportId, context) => {
+      try {
+        hook(transportId, context);
+      } catch (error) {
+        this.hookFailed('end', error);
+      }
+    });
+  }
+
   private onMessage(channel: string, payload: Buffer, pattern: string | undefined): void {
     if (this.closing) return;
     this.link.counters.received++;
@@ -108,7 +134,8 @@ export class RedisPubSubServer
     if (!parsed.ok) return this.reject(channel, parsed.problem);
     if (this.customDeserializer) {
       this.inFlight++;
-      Promise.resolve(this.deserializer.deserialize(parsed.value, { channel }))
+      // A deserializer that throws synchronously must reject here, not inside ioredis' event emission.
+      new Promise((resolve) => resolve(this.deserializer.deserialize(parsed.value, { channel })))
         .then((packet) => {
           const valid = validatePacket(packet);
           if (!valid.ok) return this.reject(channel, valid.problem);
@@ -182,6 +209,10 @@ export class RedisPubSubServer
     this.link.logger.error(`Handler for channel "${channel}" failed: ${describe(error)}`, error instanceof Error ? error.stack : undefined);
   }
 
+  private hookFailed(which: 'start' | 'end', error: unknown): void {
+    this.link.logger.error(`Processing ${which} hook failed: ${describe(error)}`);
+  }
+
   private settled(): void {
     if (--this.inFlight === 0) this.drained?.();
   }
@@ -204,6 +235,10 @@ function settle(result: unknown): Promise<void> | void {
   return new Promise<void>((resolve, reject) => {
     result.subscribe({ error: reject, complete: resolve });
   });
+}
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
 }
 
 function describe(error: unknown): string {
