@@ -4,7 +4,7 @@ import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-me
 import { connectable, defer, Observable, Subject, throwError } from 'rxjs';
 import type { Redis } from 'ioredis';
 import { MessageCodec } from './codec.js';
-import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
+import { REPLY_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import { OfflineQueue } from './offline-queue.js';
 import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from './options.js';
 import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
@@ -38,6 +38,7 @@ export class RedisPubSubClient
   private readonly offline: OfflineQueue;
   private started = false;
   private closed = false;
+  private closing?: Promise<void>;
 
   constructor(options: RedisPubSubOptions = {}) {
     super();
@@ -46,7 +47,7 @@ export class RedisPubSubClient
     this.initializeSerializer(options);
     this.initializeDeserializer(options);
     this.codec = new MessageCodec(this.settings.maxPayloadBytes, this.settings.maxDepth);
-    this.replyChannel = `${INTERNAL_CHANNEL_PREFIX}:reply:${randomUUID()}`;
+    this.replyChannel = `${REPLY_CHANNEL_PREFIX}${randomUUID()}`;
     this.link = new PubSubLink('client', this.settings, (channel, payload) => this.onReply(channel, payload));
     this.link.subscribe('channel', this.replyChannel);
     this.offline = new OfflineQueue(this.settings.offlineQueue, this.link.publisher);
@@ -65,13 +66,15 @@ export class RedisPubSubClient
     await this.link.start();
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.failAll('the client was closed');
-    this.offline.failAll('the client was closed');
-    await this.link.close();
-    transportRegistry.delete(this);
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      this.failAll('the client was closed');
+      this.offline.failAll('the client was closed');
+      await this.link.close();
+      transportRegistry.delete(this);
+    })();
+    return this.closing;
   }
 
   override emit<TResult = any, TInput = any>(pattern: any, data: TInput): Observable<TResult> {
@@ -146,6 +149,9 @@ export class RedisPubSubClient
     }
     if (!this.pending.has(id)) return;
     const message = JSON.stringify(await this.serializer.serialize(packet));
+    if (!this.pending.has(id)) return;
+    // The reply path may have died while an async serializer ran: fail now, not at the timeout.
+    if (this.link.status !== RedisPubSubStatus.CONNECTED) throw new Error('the reply connection to Redis was lost');
     request.published = true;
     const receivers = await this.link.publisher.redis.publish(request.channel, message);
     if (receivers === 0) this.fail(id, `no subscriber for pattern "${request.channel}": nobody is subscribed to it`);
@@ -163,7 +169,8 @@ export class RedisPubSubClient
     }
     const request = this.pending.get(id);
     if (!request) return; // late reply to a request that timed out or was cancelled
-    Promise.resolve(this.deserializer.deserialize(parsed.value)).then(
+    // A deserializer that throws synchronously must reject here, not inside ioredis' event emission.
+    new Promise<WritePacket>((resolve) => resolve(this.deserializer.deserialize(parsed.value))).then(
       ({ err, response, isDisposed }: WritePacket) => {
         if (!this.pending.has(id)) return;
         if (isDisposed || err !== undefined) this.forget(id);

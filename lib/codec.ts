@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer';
+import { REPLY_CHANNEL_PREFIX } from './constants.js';
 
 /** What a handler receives, after validation. */
 export interface IncomingPacket {
@@ -45,7 +46,7 @@ export class MessageCodec {
     // A key can also be spelled with \u escapes, which JSON.parse decodes: those payloads are always walked.
     const keys =
       text.includes('__proto__') || text.includes('constructor') || text.includes('prototype') || text.includes('\\u');
-    const depth = text.length > 2 * this.maxDepth;
+    const depth = opensExceed(text, this.maxDepth);
     if (keys || depth) {
       const problem = inspect(value, 1, this.maxDepth, keys);
       if (problem) return { ok: false, problem };
@@ -72,13 +73,23 @@ export function validatePacket(value: unknown): Decoded<IncomingPacket> {
   if (id !== undefined && (typeof id !== 'string' || id.length === 0)) {
     return { ok: false, problem: `envelope "id" must be a non-empty string, got ${typeName(id)}` };
   }
-  if (replyTo !== undefined && (typeof replyTo !== 'string' || replyTo.length === 0)) {
-    return { ok: false, problem: `envelope "replyTo" must be a non-empty string, got ${typeName(replyTo)}` };
+  // Only a client's own reply channel: otherwise a sender could make the server publish into any channel.
+  if (replyTo !== undefined && (typeof replyTo !== 'string' || !replyTo.startsWith(REPLY_CHANNEL_PREFIX))) {
+    return { ok: false, problem: `envelope "replyTo" must be a reply channel (${REPLY_CHANNEL_PREFIX}...), got ${describeValue(replyTo)}` };
   }
   if (metadata !== undefined && !isPlainObject(metadata)) {
     return { ok: false, problem: `envelope "metadata" must be an object, got ${typeName(metadata)}` };
   }
   return { ok: true, value: value as unknown as IncomingPacket };
+}
+
+/** Nesting depth never exceeds the number of '{' and '[': counts them, stopping past `limit`. */
+function opensExceed(text: string, limit: number): boolean {
+  let opens = 0;
+  for (const bracket of ['{', '[']) {
+    for (let i = text.indexOf(bracket); i !== -1; i = text.indexOf(bracket, i + 1)) if (++opens > limit) return true;
+  }
+  return false;
 }
 
 function inspect(value: unknown, depth: number, maxDepth: number, keys: boolean): string | undefined {
@@ -101,6 +112,10 @@ function inspect(value: unknown, depth: number, maxDepth: number, keys: boolean)
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describeValue(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value.slice(0, 100)) : typeName(value);
 }
 
 function typeName(value: unknown): string {

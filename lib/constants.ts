@@ -21,3 +21,6 @@ export type RedisPubSubStatus = (typeof RedisPubSubStatus)[keyof typeof RedisPub
 
 /** Prefix of the channels this library owns (reply channels, path probes). */
 export const INTERNAL_CHANNEL_PREFIX = '__nestjs-redis-pubsub';
+
+/** Every client's own reply channel starts with this; the server replies nowhere else (or to Nest's `<channel>.reply`). */
+export const REPLY_CHANNEL_PREFIX = `${INTERNAL_CHANNEL_PREFIX}:reply:`;

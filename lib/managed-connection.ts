@@ -94,13 +94,15 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
       stream.on('data', () => {
         if (stream === this.redis.stream) this.lastLifeSignAt = Date.now();
       });
-      this.handshake.schedule(handshakeTimeoutMs, () => {
-        if (stream !== this.redis.stream || this.redis.status === 'ready' || this.state === 'closed') return;
-        // Any answer means a slow handshake (e.g. Redis loading its data set), not a dead peer.
-        if ((this.lastLifeSignAt ?? 0) >= connectedAt) return;
-        this.recordError(`Redis accepted the connection but did not answer within ${handshakeTimeoutMs} ms`);
-        stream.destroy();
-      });
+      const watch = (since: number): void =>
+        this.handshake.schedule(handshakeTimeoutMs, () => {
+          if (stream !== this.redis.stream || this.redis.status !== 'connect' || this.state === 'closed') return;
+          // An answer in this window is a slow handshake (e.g. Redis loading its data set), not a dead peer.
+          if ((this.lastLifeSignAt ?? 0) >= since) return watch(Date.now());
+          this.recordError(`Redis accepted the connection but did not answer within ${handshakeTimeoutMs} ms`);
+          stream.destroy();
+        });
+      watch(connectedAt);
     });
     this.redis.on('ready', () => {
       this.generation++;

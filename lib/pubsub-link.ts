@@ -64,7 +64,8 @@ export class PubSubLink {
   private readonly probe?: PathProbe;
   private readonly heartbeats: Heartbeat[] = [];
   private ticker?: NodeJS.Timeout;
-  private resubscribing = false;
+  /** Resubscriptions in flight, of any socket generation. */
+  private resubscribing = 0;
   private state: RedisPubSubStatus = RedisPubSubStatus.CONNECTING;
   private stateChangedAt = Date.now();
   private everConnected = false;
@@ -230,7 +231,7 @@ export class PubSubLink {
   /** Probes the path while connected; retries subscriptions Redis refused until it accepts them. */
   private tick(): void {
     if (this.state === RedisPubSubStatus.CONNECTED) this.probe?.send();
-    else if (this.subscriber.isReady && !this.registry.complete && !this.resubscribing) {
+    else if (this.subscriber.isReady && !this.registry.complete && this.resubscribing === 0) {
       void this.resubscribe(this.subscriber.generation, false);
     }
   }
@@ -239,10 +240,10 @@ export class PubSubLink {
     const sub = this.subscriber;
     const startedAt = Date.now();
     if (fresh) this.registry.reset();
-    this.resubscribing = true;
+    this.resubscribing++;
     const result = await this.registry
       .subscribeMissing(sub.redis, () => sub.generation === generation && sub.isReady)
-      .finally(() => (this.resubscribing = false));
+      .finally(() => this.resubscribing--);
     if (sub.generation !== generation || !sub.isReady) return;
     const failed = result.failed.map((f) => `${f.kind} "${f.name}": ${sub.redactText(f.error)}`);
     if (failed.length > 0) {

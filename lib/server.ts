@@ -41,6 +41,7 @@ export class RedisPubSubServer
   private inFlight = 0;
   private drained?: () => void;
   private closing = false;
+  private closed?: Promise<void>;
 
   constructor(options: RedisPubSubOptions = {}) {
     super();
@@ -74,13 +75,15 @@ export class RedisPubSubServer
   }
 
   /** Stops taking messages, waits for in-flight handlers (up to `closeTimeoutMs`), then closes both connections. */
-  async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    await this.link.closeSubscriber();
-    await this.drain();
-    await this.link.close();
-    transportRegistry.delete(this);
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      this.closing = true;
+      await this.link.closeSubscriber();
+      await this.drain();
+      await this.link.close();
+      transportRegistry.delete(this);
+    })();
+    return this.closed;
   }
 
   on<E extends RedisPubSubEventName = RedisPubSubEventName, C extends RedisPubSubEventCallbacks[E] = RedisPubSubEventCallbacks[E]>(

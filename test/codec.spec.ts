@@ -47,7 +47,12 @@ describe('MessageCodec (unit)', () => {
     expect(validatePacket({ pattern: { cmd: 'sum' }, data: 1 }).ok).toBe(true);
     expect(validatePacket({ pattern: ['x'], data: 1 })).toEqual({ ok: false, problem: 'envelope "pattern" must be a string or an object, got array' });
     expect(validatePacket({ data: 1, id: '' })).toEqual({ ok: false, problem: 'envelope "id" must be a non-empty string, got string' });
-    expect(validatePacket({ data: 1, replyTo: 3 })).toEqual({ ok: false, problem: 'envelope "replyTo" must be a non-empty string, got number' });
+    expect(validatePacket({ data: 1, replyTo: 3 })).toEqual({ ok: false, problem: 'envelope "replyTo" must be a reply channel (__nestjs-redis-pubsub:reply:...), got number' });
+    expect(validatePacket({ data: 1, replyTo: 'orders.created' })).toEqual({
+      ok: false,
+      problem: 'envelope "replyTo" must be a reply channel (__nestjs-redis-pubsub:reply:...), got "orders.created"',
+    });
+    expect(validatePacket({ data: 1, replyTo: '__nestjs-redis-pubsub:reply:abc' }).ok).toBe(true);
     expect(validatePacket({ data: 1, metadata: null })).toEqual({ ok: false, problem: 'envelope "metadata" must be an object, got null' });
     expect(validatePacket('x')).toEqual({ ok: false, problem: 'deserialized packet is not an object' });
   });

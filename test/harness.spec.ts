@@ -183,7 +183,8 @@ describe('startRedis', () => {
       message: 'our redis-server should have tried and failed to bind',
     });
     expect(started.settled()).toBe(false);
-    expect(server.isRunning()).toBe(false);
+    // A retry child of ours may be alive at any instant; what matters is who answers on the port.
+    expect(String(await squatter.command('INFO', 'server'))).toContain(`process_id:${squatter.pid}`);
     await squatter.stop();
     expect((await started.result).status).toBe('fulfilled');
     expect(server.port).toBe(port);

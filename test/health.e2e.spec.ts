@@ -2,6 +2,9 @@ import { FaultProxy } from './harness/fault-proxy.js';
 import { startRedis, stopAllRedis, waitFor, type RedisServerHandle } from './harness/redis.js';
 import { GRACE_MS, HEARTBEAT, HEARTBEAT_BOUND_MS, http, startSample, type HttpResult, type TestSample } from './health/http.js';
 
+/** Poll interval + HTTP round trip + timer lateness on a loaded 2-core machine. */
+const OBSERVE_SLACK_MS = 500;
+
 /**
  * The sample app (hybrid HTTP + Redis pub/sub, Terminus endpoints) against a real redis-server,
  * over real HTTP. Every wait is a condition with a deadline; timings are measured from the fault.
@@ -134,14 +137,14 @@ describe('health endpoints of the sample app over HTTP', () => {
     const degraded = await pollUntil(sample.url, '/health', (r) => transport(r, 'sample-server').status !== 'up', { since: killedAt });
     expect(degraded.hit.status).toBe(200);
     expect(degraded.hit.body.status).toBe('degraded');
-    expect(degraded.hit.atMs).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS);
+    expect(degraded.hit.atMs).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS + OBSERVE_SLACK_MS);
     expect(transport(degraded.hit, 'sample-server')).toMatchObject({ status: 'degraded', state: 'reconnecting' });
 
     const down = await pollUntil(sample.url, '/health', (r) => r.status !== 200, { since: killedAt, timeoutMs: GRACE_MS + 5_000 });
     expect(down.hit.status).toBe(503);
     expect(down.hit.body.status).toBe('error');
     expect(down.hit.atMs).toBeGreaterThan(GRACE_MS);
-    expect(down.hit.atMs).toBeLessThanOrEqual(GRACE_MS + HEARTBEAT_BOUND_MS);
+    expect(down.hit.atMs).toBeLessThanOrEqual(GRACE_MS + HEARTBEAT_BOUND_MS + OBSERVE_SLACK_MS);
     // No flapping on the way: degraded all along until the grace period ran out.
     expect(summary(down.seen).replace(/@\d+/g, '')).toBe('200:degraded -> 503:error');
     const serverDown = await pollUntil(sample.url, '/health', (r) => transport(r, 'sample-server').status === 'down', { since: killedAt });
@@ -179,7 +182,7 @@ describe('health endpoints of the sample app over HTTP', () => {
     proxy.blackholeAll(true); // current connections go silent, new ones never get an answer
 
     const notUp = await pollUntil(sample.url, '/health', (r) => transport(r, 'sample-server').status !== 'up', { since: blackholedAt });
-    expect(notUp.hit.atMs).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS);
+    expect(notUp.hit.atMs).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS + OBSERVE_SLACK_MS);
     expect(notUp.hit.body.status).toBe('degraded');
     expect(notUp.seen.slice(0, -1).every((p) => isOk(p))).toBe(true);
     const subscriber = transport(notUp.hit, 'sample-server').connections.subscriber;
@@ -190,7 +193,6 @@ describe('health endpoints of the sample app over HTTP', () => {
     expect((await http(sample.url, '/health/ready')).status).toBe(503);
 
     proxy.blackholeAll(false);
-    proxy.reset(); // the reconnect attempts stuck on silent sockets see a reset and retry
     await pollUntil(sample.url, '/health', isOk);
     await orderRoundTrip(sample, 'after-blackhole');
   });
@@ -216,7 +218,7 @@ describe('health endpoints of the sample app over HTTP', () => {
     await redis.kill();
     const ready = await pollUntil(sample.url, '/health/ready', (r) => r.status !== 200, { since: killedAt });
     expect(ready.hit.status).toBe(503);
-    expect(ready.hit.atMs).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS);
+    expect(ready.hit.atMs).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS + OBSERVE_SLACK_MS);
     const live = await http(sample.url, '/health/live');
     expect(live.status).toBe(200);
     expect(live.body.status).toBe('degraded');
@@ -238,7 +240,7 @@ describe('health endpoints of the sample app over HTTP', () => {
     const live = await pollUntil(sample.url, '/health/live', (r) => r.status !== 200, { since: killedAt, timeoutMs: livenessTimeoutMs + 5_000 });
     expect(live.hit.status).toBe(503);
     expect(live.hit.atMs).toBeGreaterThan(livenessTimeoutMs);
-    expect(live.hit.atMs).toBeLessThanOrEqual(livenessTimeoutMs + HEARTBEAT_BOUND_MS);
+    expect(live.hit.atMs).toBeLessThanOrEqual(livenessTimeoutMs + HEARTBEAT_BOUND_MS + OBSERVE_SLACK_MS);
     expect(summary(live.seen).replace(/@\d+/g, '')).toMatch(/^(200:ok -> )?200:degraded -> 503:error$/);
     const serverDown = await pollUntil(sample.url, '/health/live', (r) => transport(r, 'sample-server').status === 'down', { since: killedAt });
     expect(serverDown.hit.atMs).toBeGreaterThan(livenessTimeoutMs);
@@ -250,10 +252,10 @@ describe('health endpoints of the sample app over HTTP', () => {
     const frozenAt = Date.now();
     await redis.kill('SIGSTOP');
     const notUp = await pollUntil(sample.url, '/health', (r) => transport(r, 'sample-server').status !== 'up', { since: frozenAt });
-    expect(notUp.hit.atMs).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS);
+    expect(notUp.hit.atMs).toBeLessThanOrEqual(HEARTBEAT_BOUND_MS + OBSERVE_SLACK_MS);
     const down = await pollUntil(sample.url, '/health', (r) => r.status === 503, { since: frozenAt, timeoutMs: GRACE_MS + 5_000 });
     const slowest = Math.max(...[...notUp.seen, ...down.seen].map((p) => p.ms));
-    expect(slowest).toBeLessThan(250);
+    expect(slowest).toBeLessThan(1_000);
     await redis.kill('SIGCONT');
     await pollUntil(sample.url, '/health', isOk);
   });
