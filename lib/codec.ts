@@ -41,14 +41,8 @@ export class MessageCodec {
     } catch {
       return { ok: true, value: text };
     }
-    if (typeof value !== 'object' || value === null) return { ok: true, value };
-    // Both checks walk the value; the cheap substring and length tests skip the walk for almost every message.
-    // A key can also be spelled with \u escapes, which JSON.parse decodes: those payloads are always walked.
-    const keys =
-      text.includes('__proto__') || text.includes('constructor') || text.includes('prototype') || text.includes('\\u');
-    const depth = opensExceed(text, this.maxDepth);
-    if (keys || depth) {
-      const problem = inspect(value, 1, this.maxDepth, keys);
+    if (typeof value === 'object' && value !== null) {
+      const problem = inspect(value, 1, this.maxDepth);
       if (problem) return { ok: false, problem };
     }
     return { ok: true, value };
@@ -83,29 +77,29 @@ export function validatePacket(value: unknown): Decoded<IncomingPacket> {
   return { ok: true, value: value as unknown as IncomingPacket };
 }
 
-/** Nesting depth never exceeds the number of '{' and '[': counts them, stopping past `limit`. */
-function opensExceed(text: string, limit: number): boolean {
-  let opens = 0;
-  for (const bracket of ['{', '[']) {
-    for (let i = text.indexOf(bracket); i !== -1; i = text.indexOf(bracket, i + 1)) if (++opens > limit) return true;
-  }
-  return false;
-}
-
-function inspect(value: unknown, depth: number, maxDepth: number, keys: boolean): string | undefined {
-  if (typeof value !== 'object' || value === null) return undefined;
+/**
+ * One walk checks depth and keys. for...in over JSON.parse output allocates nothing, and it
+ * sees keys however they were spelled in the text (`"\u005f_proto__"` included).
+ */
+function inspect(value: object, depth: number, maxDepth: number): string | undefined {
   if (depth > maxDepth) return `JSON nested deeper than maxDepth (${maxDepth})`;
   if (Array.isArray(value)) {
-    for (const item of value) {
-      const problem = inspect(item, depth + 1, maxDepth, keys);
-      if (problem) return problem;
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (typeof item === 'object' && item !== null) {
+        const problem = inspect(item, depth + 1, maxDepth);
+        if (problem) return problem;
+      }
     }
     return undefined;
   }
-  for (const key of Object.keys(value)) {
-    if (keys && FORBIDDEN_KEYS.has(key)) return `forbidden key "${key}" (prototype pollution)`;
-    const problem = inspect((value as Record<string, unknown>)[key], depth + 1, maxDepth, keys);
-    if (problem) return problem;
+  for (const key in value) {
+    if (FORBIDDEN_KEYS.has(key)) return `forbidden key "${key}" (prototype pollution)`;
+    const item: unknown = (value as Record<string, unknown>)[key];
+    if (typeof item === 'object' && item !== null) {
+      const problem = inspect(item, depth + 1, maxDepth);
+      if (problem) return problem;
+    }
   }
   return undefined;
 }

@@ -42,6 +42,8 @@ export class RedisPubSubServer
   private drained?: () => void;
   private closing = false;
   private closed?: Promise<void>;
+  /** Whether processing hooks were installed (by instrumentation); without them events skip the hook plumbing. */
+  private hooked = false;
 
   constructor(options: RedisPubSubOptions = {}) {
     super();
@@ -104,6 +106,7 @@ export class RedisPubSubServer
 
   /** Instrumentation bugs are logged: a throwing or rejecting hook must not crash the process or stall close(). */
   override setOnProcessingStartHook(hook: (transportId: Transport | symbol, context: unknown, done: () => Promise<unknown>) => void): void {
+    this.hooked = true;
     super.setOnProcessingStartHook((transportId, context, done) => {
       let started = false;
       const once = () => ((started = true), done());
@@ -119,6 +122,7 @@ export class RedisPubSubServer
   }
 
   override setOnProcessingEndHook(hook: (transportId: Transport | symbol, context: unknown) => void): void {
+    this.hooked = true;
     super.setOnProcessingEndHook((transportId, context) => {
       try {
         hook(transportId, context);
@@ -157,16 +161,8 @@ export class RedisPubSubServer
     const context = new RedisPubSubContext([channel, pattern, packet.metadata]);
     this.inFlight++;
     if (packet.id === undefined) {
-      this.runWithProcessingHooks(context, async (runEndHook) => {
-        try {
-          await settle(await route.handler(packet.data, context));
-        } catch (error) {
-          this.handlerFailed(channel, error);
-        } finally {
-          runEndHook();
-          this.settled();
-        }
-      });
+      if (!this.hooked) return this.runEvent(route, packet.data, context, channel, undefined);
+      this.runWithProcessingHooks(context, (runEndHook) => new Promise<void>((done) => this.runEvent(route, packet.data, context, channel, () => (runEndHook(), done()))));
       return;
     }
     const id = packet.id;
@@ -195,6 +191,30 @@ export class RedisPubSubServer
       },
       respond,
     );
+  }
+
+  /**
+   * Runs an event handler to its end without async/await plumbing: this is the per-message hot
+   * path. The processing hooks wrap it only once someone installed them (Nest sets none itself).
+   */
+  private runEvent(route: Route, data: unknown, context: RedisPubSubContext, channel: string, ended: (() => void) | undefined): void {
+    const finish = () => {
+      this.settled();
+      ended?.();
+    };
+    const fail = (error: unknown) => {
+      this.handlerFailed(channel, error);
+      finish();
+    };
+    let result: unknown;
+    try {
+      result = route.handler(data, context);
+    } catch (error) {
+      return fail(error);
+    }
+    const consume = (value: unknown) => (isObservable(value) ? value.subscribe({ error: fail, complete: finish }) : finish());
+    if (isPromiseLike(result)) result.then(consume, fail);
+    else consume(result);
   }
 
   private async reply(channel: string, message: WritePacket & { id: string }): Promise<void> {
@@ -230,14 +250,6 @@ export class RedisPubSubServer
     clearTimeout(timer);
     if (!done) this.link.logger.warn(`close(): ${this.inFlight} handler(s) still running after ${this.settings.closeTimeoutMs} ms`);
   }
-}
-
-/** Waits for a handler's result: a stream is consumed to its end so errors are seen and close() can drain it. */
-function settle(result: unknown): Promise<void> | void {
-  if (!isObservable(result)) return;
-  return new Promise<void>((resolve, reject) => {
-    result.subscribe({ error: reject, complete: resolve });
-  });
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
