@@ -6,9 +6,7 @@ import { closeClient, connectClient } from './harness/clients.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { delay, waitFor } from './harness/wait.js';
 import { startTestApp, type StartedTestApp } from './support/test-app.js';
-
-const listen = (server: RedisPubSubServer) =>
-  new Promise<void>((resolve, reject) => server.listen((err?: unknown) => (err ? reject(err) : resolve())));
+import { listen } from './support/transport-utils.js';
 
 describe('bad input', () => {
   let redis: RedisServerHandle;

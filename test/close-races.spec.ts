@@ -1,15 +1,7 @@
 import { RedisPubSubClient } from '../lib/index.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { delay } from './harness/wait.js';
-
-async function connectionNames(redis: RedisServerHandle, prefix: string): Promise<string[]> {
-  const list = (await redis.command('CLIENT', 'LIST')) as string;
-  return list
-    .split('\n')
-    .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
-    .filter((name) => name.startsWith(prefix))
-    .sort();
-}
+import { connectionNames } from './support/transport-utils.js';
 
 describe('close() races', () => {
   let redis: RedisServerHandle;

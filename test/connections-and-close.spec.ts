@@ -5,15 +5,7 @@ import { closeClient, connectClient } from './harness/clients.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { waitFor } from './harness/wait.js';
 import { Gate, startTestApp } from './support/test-app.js';
-
-async function connectionNames(redis: RedisServerHandle, prefix: string): Promise<string[]> {
-  const list = (await redis.command('CLIENT', 'LIST')) as string;
-  return list
-    .split('\n')
-    .map((line) => /name=(\S*)/.exec(line)?.[1] ?? '')
-    .filter((name) => name.startsWith(prefix))
-    .sort();
-}
+import { connectionNames } from './support/transport-utils.js';
 
 describe('connections and graceful close', () => {
   let redis: RedisServerHandle;

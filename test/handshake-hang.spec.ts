@@ -3,9 +3,7 @@ import { FaultProxy } from './harness/fault-proxy.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { delay, waitFor } from './harness/wait.js';
 import { FAST_HEARTBEAT, expectHandlesNewEvent, startFaultRig, waitForResubscribed, type FaultRig } from './support/fault-rig.js';
-
-const listen = (server: RedisPubSubServer) =>
-  new Promise<void>((resolve, reject) => server.listen((err?: unknown) => (err ? reject(err) : resolve())));
+import { listen } from './support/transport-utils.js';
 
 /**
  * A peer that accepts TCP but never answers (LB with a dead backend, partition right after the

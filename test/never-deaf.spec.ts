@@ -21,6 +21,26 @@ async function clientId(rig: FaultRig, name: string): Promise<string> {
   return /id=(\d+)/.exec(line)![1];
 }
 
+/** Moves the rig's live sockets to a fresh redis-server and expects the probe to catch it. */
+async function rerouteAndRecover(rig: FaultRig, marker: string): Promise<void> {
+  const fresh = await startRedis();
+  try {
+    await rig.proxy.reroute({ host: fresh.host, port: fresh.port });
+    await waitForResubscribed(rig);
+    expect(rig.events).toContain('probe-failed');
+    expect(rig.events).not.toContain('heartbeat-timeout:subscriber');
+    const direct = await connectClient(fresh.url);
+    try {
+      await expectHandlesNewEvent(rig, marker, direct);
+    } finally {
+      await closeClient(direct);
+    }
+  } finally {
+    await rig.close();
+    await fresh.stop();
+  }
+}
+
 describe('never deaf: recovery from faults against a real redis-server', () => {
   let rig: FaultRig;
 
@@ -119,23 +139,7 @@ describe('never deaf: recovery from faults against a real redis-server', () => {
 
   it('reroute: the socket moved to a fresh redis-server (PING still works) is caught by the path probe', async () => {
     rig = await startFaultRig();
-    const fresh = await startRedis();
-    try {
-      await rig.proxy.reroute({ host: fresh.host, port: fresh.port });
-      await waitForResubscribed(rig);
-      expect(rig.events).toContain('probe-failed');
-      expect(rig.events).not.toContain('heartbeat-timeout:subscriber');
-      const direct = await connectClient(fresh.url);
-      try {
-        await expectHandlesNewEvent(rig, 'after-reroute', direct);
-      } finally {
-        await closeClient(direct);
-      }
-    } finally {
-      await rig.close();
-      rig = undefined as never;
-      await fresh.stop();
-    }
+    await rerouteAndRecover(rig, 'after-reroute');
   });
 
   it('no false positives: a flood and a blocked event loop cause no reconnect', async () => {
@@ -177,22 +181,7 @@ describe('never deaf under RESP2 (a subscribed PING answers ["pong", token])', (
 
   it('reroute: caught by the path probe and recovered', async () => {
     rig = await startFaultRig({ redis: { protocol: 2 } });
-    const fresh = await startRedis();
-    try {
-      await rig.proxy.reroute({ host: fresh.host, port: fresh.port });
-      await waitForResubscribed(rig);
-      expect(rig.events).toContain('probe-failed');
-      const direct = await connectClient(fresh.url);
-      try {
-        await expectHandlesNewEvent(rig, 'resp2-after-reroute', direct);
-      } finally {
-        await closeClient(direct);
-      }
-    } finally {
-      await rig.close();
-      rig = undefined as never;
-      await fresh.stop();
-    }
+    await rerouteAndRecover(rig, 'resp2-after-reroute');
   });
 
   it('idle heartbeats cause no reconnect', async () => {

@@ -1,6 +1,7 @@
 import { RedisPubSubServer, RedisPubSubStatus } from '../lib/index.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { waitFor } from './harness/wait.js';
+import { listen } from './support/transport-utils.js';
 
 const PASSWORD = 's3cret-pw';
 
@@ -13,9 +14,6 @@ function serverFor(redis: RedisServerHandle): RedisPubSubServer {
   server.addHandler('secret.two', async () => undefined, true);
   return server;
 }
-
-const listen = (server: RedisPubSubServer) =>
-  new Promise<void>((resolve, reject) => server.listen((err?: unknown) => (err ? reject(err) : resolve())));
 
 describe('subscriptions Redis refuses (ACL NOPERM)', () => {
   let redis: RedisServerHandle;

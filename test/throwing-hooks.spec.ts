@@ -3,9 +3,7 @@ import { RedisPubSubServer } from '../lib/index.js';
 import { closeClient, connectClient } from './harness/clients.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { delay, waitFor } from './harness/wait.js';
-
-const listen = (server: RedisPubSubServer) =>
-  new Promise<void>((resolve, reject) => server.listen((err?: unknown) => (err ? reject(err) : resolve())));
+import { listen } from './support/transport-utils.js';
 
 describe('processing hooks', () => {
   let redis: RedisServerHandle;

@@ -35,19 +35,24 @@ export async function startFaultRig(
   const events: string[] = [];
   recordEvents(app.server, events);
   const direct = await connectClient(redis.url);
-  return {
+  let closing: Promise<void> | undefined;
+  const rig: FaultRig = {
     redis,
     proxy,
     app,
     direct,
     events,
-    async close() {
-      await closeClient(direct);
-      await app.close();
-      await proxy.close();
-      await redis.stop();
+    close() {
+      closing ??= (async () => {
+        await closeClient(rig.direct);
+        await app.close();
+        await proxy.close();
+        await redis.stop();
+      })();
+      return closing;
     },
   };
+  return rig;
 }
 
 export function recordEvents(server: Pick<RedisPubSubServer, 'on'>, events: string[]): void {
