@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npx tsc -p tsconfig.json --noEmit
-NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules" npx jest --runInBand "$@"
+# --forceExit: a safety net so CI can never hang after the results (open handles are checked with --detectOpenHandles).
+NODE_OPTIONS="${NODE_OPTIONS:-} --experimental-vm-modules" npx jest --runInBand --forceExit "$@"
