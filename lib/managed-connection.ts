@@ -82,7 +82,8 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
         return delay;
       },
     };
-    this.redis = options.url ? new Redis(options.url, redisOptions) : new Redis(redisOptions);
+    // ioredis lets the first argument win: explicit options, then what the URL says.
+    this.redis = options.url ? (Reflect.construct(Redis, [redisOptions, options.url]) as Redis) : new Redis(redisOptions);
     this.secrets = [this.redis.options.password, options.redis.password];
 
     // ioredis' connectTimeout ends at the TCP connect: a peer that accepts and then says nothing

@@ -37,6 +37,16 @@ describe('connections and graceful close', () => {
     expect(await connectionNames(redis, 'count-')).toEqual([]);
   });
 
+  it('takes the fields given in `redis` over the same fields of `url`', async () => {
+    const app = await startTestApp({ url: 'redis://127.0.0.1:1/0', redis: { port: redis.port }, name: 'precedence' });
+    try {
+      expect(app.server.getStats().state).toBe('connected');
+      expect(await connectionNames(redis, 'precedence')).toEqual(['precedence:pub', 'precedence:sub']);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('listen() resolves only once every subscription is acknowledged by Redis', async () => {
     const app = await startTestApp({ url: redis.url, name: 'ack-server' });
     try {
