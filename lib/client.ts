@@ -4,6 +4,7 @@ import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-me
 import { connectable, defer, Observable, Subject, throwError } from 'rxjs';
 import type { Redis } from 'ioredis';
 import { MessageCodec } from './codec.js';
+import { errorText } from './error-text.js';
 import { REPLY_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import { OfflineQueue } from './offline-queue.js';
 import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from './options.js';
@@ -137,7 +138,7 @@ export class RedisPubSubClient
     };
     this.pending.set(id, request);
     void this.sendRequest(id, request, { ...packet, pattern: channel, id, replyTo: this.replyChannel }).catch((error: unknown) =>
-      this.fail(id, `request to "${channel}" could not be published: ${error instanceof Error ? error.message : String(error)}`),
+      this.fail(id, `request to "${channel}" could not be published: ${errorText(error)}`),
     );
     return () => this.forget(id);
   }
@@ -176,7 +177,7 @@ export class RedisPubSubClient
         if (isDisposed || err !== undefined) this.forget(id);
         request.callback(isDisposed || err !== undefined ? { err, response, isDisposed: true } : { err, response });
       },
-      (error: unknown) => this.fail(id, `reply could not be deserialized: ${String(error)}`),
+      (error: unknown) => this.fail(id, `reply could not be deserialized: ${errorText(error)}`),
     );
   }
 

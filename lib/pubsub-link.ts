@@ -141,7 +141,7 @@ export class PubSubLink {
       this.events.emit('status', this.state);
       this.subscriber.start();
       this.publisher.start();
-      for (const heartbeat of this.heartbeats) heartbeat.start();
+      for (const beat of this.heartbeats) beat.start();
       const heartbeat = this.options.heartbeat;
       this.ticker = setInterval(() => this.tick(), heartbeat ? heartbeat.intervalMs : DEFAULT_TICK_MS);
     });

@@ -1,6 +1,7 @@
 import { Server, type CustomTransportStrategy, type MessageHandler, type Transport, type WritePacket } from '@nestjs/microservices';
 import { isObservable, throwError, type Observable } from 'rxjs';
 import type { Redis } from 'ioredis';
+import { errorText } from './error-text.js';
 import { MessageCodec, validatePacket, type IncomingPacket } from './codec.js';
 import { REDIS_PUBSUB_TRANSPORT, type RedisPubSubStatus } from './constants.js';
 import { RedisPubSubContext } from './context.js';
@@ -148,7 +149,7 @@ export class RedisPubSubServer
           if (!valid.ok) return this.reject(channel, valid.problem);
           this.dispatch(route, valid.value, channel, pattern);
         })
-        .catch((error: unknown) => this.reject(channel, `deserializer failed: ${describe(error)}`))
+        .catch((error: unknown) => this.reject(channel, `deserializer failed: ${errorText(error)}`))
         .finally(() => this.settled());
       return;
     }
@@ -229,11 +230,11 @@ export class RedisPubSubServer
 
   private handlerFailed(channel: string, error: unknown): void {
     this.link.counters.handlerErrors++;
-    this.link.logger.error(`Handler for channel "${channel}" failed: ${describe(error)}`, error instanceof Error ? error.stack : undefined);
+    this.link.logger.error(`Handler for channel "${channel}" failed: ${errorText(error)}`, error instanceof Error ? error.stack : undefined);
   }
 
   private hookFailed(which: 'start' | 'end', error: unknown): void {
-    this.link.logger.error(`Processing ${which} hook failed: ${describe(error)}`);
+    this.link.logger.error(`Processing ${which} hook failed: ${errorText(error)}`);
   }
 
   private settled(): void {
@@ -254,18 +255,4 @@ export class RedisPubSubServer
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function';
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  if (typeof error === 'object' && error !== null) {
-    const message = (error as { message?: unknown }).message;
-    if (typeof message === 'string') return message;
-    try {
-      return JSON.stringify(error);
-    } catch {
-      return String(error);
-    }
-  }
-  return String(error);
 }

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { errorText } from './error-text.js';
 
 export type SubscriptionKind = 'channel' | 'pattern';
 
@@ -92,7 +93,7 @@ export class SubscriptionRegistry {
       await (kind === 'channel' ? redis.subscribe(...names) : redis.psubscribe(...names));
       return undefined;
     } catch (err) {
-      return err instanceof Error ? err.message : String(err);
+      return errorText(err);
     }
   }
 }

@@ -1,5 +1,6 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
+import { errorText } from '../error-text.js';
 import { redact } from '../redact.js';
 import { transportRegistry, type MonitoredTransport } from '../transport-registry.js';
 import {
@@ -122,7 +123,7 @@ export class RedisPubSubHealthIndicator {
       if (data.status === 'degraded') return session.degraded(data.data);
       return session.down(data.data);
     } catch (error) {
-      const message = `health check failed: ${redact(error instanceof Error ? error.message : String(error))}`;
+      const message = `health check failed: ${redact(errorText(error))}`;
       return { [key]: { status: 'down', message, transports: {} } } as RedisPubSubHealthResult<Key>;
     }
   }
@@ -163,7 +164,7 @@ export class RedisPubSubHealthIndicator {
         if (!registered && stats.state !== 'closed') stats.state = 'closed';
         entry = assessTransport(stats, kind, thresholds, now);
       } catch (error) {
-        entry = { status: 'down', reasons: [`could not read its state: ${redact(error instanceof Error ? error.message : String(error))}`] };
+        entry = { status: 'down', reasons: [`could not read its state: ${redact(errorText(error))}`] };
       }
       put(name, entry);
     }
