@@ -4,6 +4,7 @@ import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-me
 import { connectable, defer, Observable, Subject, throwError } from 'rxjs';
 import type { Redis } from 'ioredis';
 import { MessageCodec } from './codec.js';
+import { PositionStamper, stampEnvelope } from './delivery/position.js';
 import { errorText } from './error-text.js';
 import { REPLY_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import { OfflineQueue } from './offline-queue.js';
@@ -37,6 +38,7 @@ export class RedisPubSubClient
   private readonly replyChannel: string;
   private readonly pending = new Map<string, PendingRequest>();
   private readonly offline: OfflineQueue;
+  private readonly positions = new PositionStamper();
   private started = false;
   private closed = false;
   private closing?: Promise<void>;
@@ -116,7 +118,10 @@ export class RedisPubSubClient
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
     if (this.closed) throw new Error(`${this.name}: emit() after close()`);
     const channel = this.normalizePattern(packet.pattern);
-    const message = JSON.stringify(await this.serializer.serialize({ ...packet, pattern: channel }));
+    const envelope: unknown = await this.serializer.serialize({ ...packet, pattern: channel });
+    // Stamped after the (possibly async) serializer, right before publishing: sequence order is wire order.
+    stampEnvelope(envelope, () => this.positions.next(channel));
+    const message = JSON.stringify(envelope);
     if (this.link.publisher.isReady) await this.link.publisher.redis.publish(channel, message);
     else await this.offline.enqueue(channel, message);
     return undefined as T;

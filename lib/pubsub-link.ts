@@ -4,6 +4,7 @@ import { Logger } from '@nestjs/common';
 import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import { Heartbeat } from './heartbeat.js';
 import { ManagedConnection, type ConnectionRole, type ConnectionStats } from './managed-connection.js';
+import type { DeliveryStats } from './delivery/delivery-guard.js';
 import type { ResolvedOptions } from './options.js';
 import { PathProbe } from './path-probe.js';
 import { SubscriptionRegistry, type SubscriptionKind } from './subscription-registry.js';
@@ -12,6 +13,10 @@ export interface MessageCounters {
   received: number;
   invalid: number;
   handlerErrors: number;
+  /** Events stamped by our clients that never arrived (gaps), plus durable events that could not be recovered. */
+  lost: number;
+  /** Repeated or older stamped events, dropped before the handler. */
+  duplicates: number;
 }
 
 export interface RedisPubSubStats {
@@ -25,6 +30,8 @@ export interface RedisPubSubStats {
   messages: MessageCounters;
   /** Clients only: requests awaiting a reply, events held in the offline queue. */
   pending?: { requests: number; events: number };
+  /** Servers only: positions tracked for gap and duplicate detection, recent losses. */
+  delivery?: DeliveryStats;
 }
 
 /** Typed events of `server.on()` / `client.on()`. */
@@ -35,7 +42,18 @@ export interface RedisPubSubEvents {
   resubscribed: [info: { channels: number; patterns: number; durationMs: number; failed: string[] }];
   'heartbeat-timeout': [info: { connection: ConnectionRole; silentForMs: number }];
   'probe-failed': [info: { reason: string }];
+  /** Events of one publisher on one channel never arrived (`missed` of them); the next one did. */
+  gap: [info: GapInfo];
   error: [error: Error];
+}
+
+export interface GapInfo {
+  channel: string;
+  /** Set when the event came through a pattern (PSUBSCRIBE) subscription. */
+  pattern?: string;
+  /** The publisher's key (random per client instance). */
+  publisher: string;
+  missed: number;
 }
 
 export type RedisPubSubEventName = keyof RedisPubSubEvents;
@@ -58,7 +76,7 @@ export class PubSubLink {
   readonly subscriber: ManagedConnection;
   readonly publisher: ManagedConnection;
   readonly registry = new SubscriptionRegistry();
-  readonly counters: MessageCounters = { received: 0, invalid: 0, handlerErrors: 0 };
+  readonly counters: MessageCounters = { received: 0, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0 };
   readonly events = new EventEmitter<RedisPubSubEvents>();
   readonly logger: Logger;
   private readonly probe?: PathProbe;

@@ -1,6 +1,7 @@
 import { Server, type CustomTransportStrategy, type MessageHandler, type Transport, type WritePacket } from '@nestjs/microservices';
 import { isObservable, throwError, type Observable } from 'rxjs';
 import type { Redis } from 'ioredis';
+import { DeliveryGuard } from './delivery/delivery-guard.js';
 import { errorText } from './error-text.js';
 import { MessageCodec, validatePacket, type IncomingPacket } from './codec.js';
 import { REDIS_PUBSUB_TRANSPORT, type RedisPubSubStatus } from './constants.js';
@@ -39,6 +40,7 @@ export class RedisPubSubServer
   private readonly customDeserializer: boolean;
   private readonly channelRoutes = new Map<string, Route>();
   private readonly patternRoutes = new Map<string, Route>();
+  private readonly delivery: DeliveryGuard;
   private inFlight = 0;
   private drained?: () => void;
   private closing = false;
@@ -56,6 +58,7 @@ export class RedisPubSubServer
     this.codec = new MessageCodec(this.settings.maxPayloadBytes, this.settings.maxDepth);
     this.link = new PubSubLink('server', this.settings, (channel, payload, pattern) => this.onMessage(channel, payload, pattern));
     this.link.on('status', (state) => this._status$.next(state));
+    this.delivery = new DeliveryGuard(this.link, (channel, problem) => this.reject(channel, problem));
   }
 
   listen(callback: (error?: unknown) => void): void {
@@ -102,7 +105,7 @@ export class RedisPubSubServer
   }
 
   getStats(): RedisPubSubStats {
-    return this.link.stats();
+    return { ...this.link.stats(), delivery: this.delivery.stats() };
   }
 
   /** Instrumentation bugs are logged: a throwing or rejecting hook must not crash the process or stall close(). */
@@ -159,6 +162,7 @@ export class RedisPubSubServer
   }
 
   private dispatch(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined): void {
+    if (packet.id === undefined && !this.delivery.admit(channel, pattern, packet.metadata)) return;
     const context = new RedisPubSubContext([channel, pattern, packet.metadata]);
     this.inFlight++;
     if (packet.id === undefined) {

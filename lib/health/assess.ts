@@ -63,6 +63,8 @@ export interface TransportHealth {
   messages: MessageCounters;
   /** Clients only. */
   pending?: { requests: number; events: number };
+  /** Servers only: the last losses (gaps, unrecoverable durable ranges), newest last; a loss alone never makes a transport down. */
+  recentLosses?: Array<{ kind: 'gap' | 'unrecoverable'; channel: string; publisher?: string; missed: number; ageMs: number }>;
   /** The limits this verdict was measured against. */
   limits: {
     /** null: staleness not checked (heartbeat off). */
@@ -212,6 +214,7 @@ export function assessTransport(
     limits,
   };
   if (stats.pending) result.pending = { ...stats.pending };
+  if (stats.delivery) result.recentLosses = stats.delivery.recentLosses.map(({ at, ...loss }) => ({ ...loss, ageMs: age(now, at) }));
   return result;
 }
 
