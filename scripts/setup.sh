@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # One-time set-up shared by `npm test`, `npm run sample` and `npm run bench`:
-# installs npm dependencies and Debian's redis-server/redis-sentinel when missing.
+# installs npm dependencies (npm ci) and Debian's redis-server/redis-sentinel when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# `npm install` rather than `npm ci`: npm 11 leaves other platforms' optional packages out of the
-# lock file, which `npm ci` then rejects as out of sync. The stamp re-runs it when the manifests change.
+# `npm ci`: exactly the committed lock, as CI and users install it. The stamp skips it while
+# package.json and package-lock.json are unchanged, so repeated runs are fast.
 stamp=node_modules/.nestjs-redis-pubsub-setup
-wanted=$(cat package.json package-lock.json 2>/dev/null | cksum)
+wanted=$(cat package.json package-lock.json | cksum)
 if [[ ! -f $stamp || $(cat "$stamp") != "$wanted" ]]; then
-  npm install --no-audit --no-fund
-  cat package.json package-lock.json | cksum > "$stamp"
+  npm ci --no-audit --no-fund
+  echo "$wanted" > "$stamp"
 fi
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-sentinel >/dev/null 2>&1; then
