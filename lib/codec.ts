@@ -33,8 +33,10 @@ export class MessageCodec {
     if (payload.length > this.maxPayloadBytes) {
       return { ok: false, problem: `payload of ${payload.length} bytes exceeds maxPayloadBytes (${this.maxPayloadBytes})` };
     }
-    if (!isUtf8(payload)) return { ok: false, problem: 'payload is not valid UTF-8' };
+    // One pass: the decoder turns every invalid sequence into U+FFFD, so the bytes only need
+    // checking when one appears (it may also be a legitimately encoded U+FFFD).
     const text = payload.toString();
+    if (text.includes('\uFFFD') && !isUtf8(payload)) return { ok: false, problem: 'payload is not valid UTF-8' };
     let value: unknown;
     try {
       value = JSON.parse(text);
