@@ -15,6 +15,14 @@ const NO_MESSAGE_HANDLER = 'There is no matching message handler defined in the 
 interface Route {
   handler: MessageHandler;
   isEvent: boolean;
+  /** Completion callbacks for events on this route's channel, bound once: the event hot path allocates none. */
+  completion: EventCompletion;
+}
+
+interface EventCompletion {
+  finish: () => void;
+  fail: (error: unknown) => void;
+  consume: (value: unknown) => void;
 }
 
 /** `@EventPattern('orders.*', { psubscribe: true })` asks for a PSUBSCRIBE glob instead of a channel. */
@@ -64,7 +72,7 @@ export class RedisPubSubServer
   listen(callback: (error?: unknown) => void): void {
     // Handlers are resolved once here, not per message.
     for (const [key, handler] of this.messageHandlers) {
-      const route = { handler, isEvent: handler.isEventHandler === true };
+      const route = { handler, isEvent: handler.isEventHandler === true, completion: this.eventCompletion(key) };
       if ((handler.extras as RedisPubSubHandlerExtras | undefined)?.psubscribe) {
         this.patternRoutes.set(key, route);
         this.link.subscribe('pattern', key);
@@ -166,8 +174,12 @@ export class RedisPubSubServer
     const context = new RedisPubSubContext([channel, pattern, packet.metadata]);
     this.inFlight++;
     if (packet.id === undefined) {
-      if (!this.hooked) return this.runEvent(route, packet.data, context, channel, undefined);
-      this.runWithProcessingHooks(context, (runEndHook) => new Promise<void>((done) => this.runEvent(route, packet.data, context, channel, () => (runEndHook(), done()))));
+      // A pattern route's key is the glob: its errors must name the channel, so its callbacks are per event.
+      if (!this.hooked) return this.runEvent(route, packet.data, context, pattern === undefined ? route.completion : this.eventCompletion(channel));
+      this.runWithProcessingHooks(
+        context,
+        (runEndHook) => new Promise<void>((done) => this.runEvent(route, packet.data, context, this.eventCompletion(channel, () => (runEndHook(), done())))),
+      );
       return;
     }
     const id = packet.id;
@@ -202,7 +214,19 @@ export class RedisPubSubServer
    * Runs an event handler to its end without async/await plumbing: this is the per-message hot
    * path. The processing hooks wrap it only once someone installed them (Nest sets none itself).
    */
-  private runEvent(route: Route, data: unknown, context: RedisPubSubContext, channel: string, ended: (() => void) | undefined): void {
+  private runEvent(route: Route, data: unknown, context: RedisPubSubContext, completion: EventCompletion): void {
+    let result: unknown;
+    try {
+      result = route.handler(data, context);
+    } catch (error) {
+      return completion.fail(error);
+    }
+    if (isPromiseLike(result)) result.then(completion.consume, completion.fail);
+    else completion.consume(result);
+  }
+
+  /** How an event handler's end is counted (and a failure logged against `channel`). */
+  private eventCompletion(channel: string, ended?: () => void): EventCompletion {
     const finish = () => {
       this.settled();
       ended?.();
@@ -211,15 +235,8 @@ export class RedisPubSubServer
       this.handlerFailed(channel, error);
       finish();
     };
-    let result: unknown;
-    try {
-      result = route.handler(data, context);
-    } catch (error) {
-      return fail(error);
-    }
     const consume = (value: unknown) => (isObservable(value) ? value.subscribe({ error: fail, complete: finish }) : finish());
-    if (isPromiseLike(result)) result.then(consume, fail);
-    else consume(result);
+    return { finish, fail, consume };
   }
 
   private async reply(channel: string, message: WritePacket & { id: string }): Promise<void> {
