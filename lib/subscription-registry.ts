@@ -57,30 +57,35 @@ export class SubscriptionRegistry {
 
   /**
    * (P)SUBSCRIBEs everything not yet confirmed and waits for Redis to acknowledge each.
-   * A failed batch is retried name by name so one forbidden channel cannot hide the rest.
-   * `isCurrent` turns false when the socket was replaced meanwhile: results are then dropped.
+   * All batches are sent at once rather than one round trip after another: ioredis writes them
+   * back to back and settles each command once Redis acknowledged every name in it (replies
+   * arrive in order). A refused batch is retried name by name so one forbidden channel cannot
+   * hide the rest. `isCurrent` turns false when the socket was replaced meanwhile: results are
+   * then dropped.
    */
   async subscribeMissing(redis: Redis, isCurrent: () => boolean): Promise<SubscribeResult> {
     const result: SubscribeResult = { confirmed: 0, failed: [] };
+    const batches: Array<Promise<void>> = [];
     for (const kind of ['channel', 'pattern'] as const) {
       const todo = [...this.wanted[kind]].filter((name) => !this.confirmed[kind].has(name));
       for (let i = 0; i < todo.length; i += BATCH) {
-        const batch = todo.slice(i, i + BATCH);
-        const error = await this.issue(redis, kind, batch);
-        if (!isCurrent()) return result;
-        if (!error) {
-          this.confirm(kind, batch, result);
-          continue;
-        }
-        for (const name of batch) {
-          const single = await this.issue(redis, kind, [name]);
-          if (!isCurrent()) return result;
-          if (single) result.failed.push({ kind, name, error: single });
-          else this.confirm(kind, [name], result);
-        }
+        batches.push(this.subscribeBatch(redis, kind, todo.slice(i, i + BATCH), isCurrent, result));
       }
     }
+    await Promise.all(batches);
     return result;
+  }
+
+  private async subscribeBatch(redis: Redis, kind: SubscriptionKind, batch: string[], isCurrent: () => boolean, result: SubscribeResult): Promise<void> {
+    const error = await this.issue(redis, kind, batch);
+    if (!isCurrent()) return;
+    if (!error) return this.confirm(kind, batch, result);
+    const singles = await Promise.all(batch.map((name) => this.issue(redis, kind, [name])));
+    if (!isCurrent()) return;
+    singles.forEach((single, i) => {
+      if (single) result.failed.push({ kind, name: batch[i]!, error: single });
+      else this.confirm(kind, [batch[i]!], result);
+    });
   }
 
   private confirm(kind: SubscriptionKind, names: string[], result: SubscribeResult): void {
