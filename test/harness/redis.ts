@@ -21,6 +21,10 @@ export interface RedisServerHandle {
   readonly url: string;
   /** Private temp dir (mkdtemp under os.tmpdir()) holding redis.log; removed by stop(). */
   readonly dir: string;
+  /** TLS port (only with the `tls` option), next to the plain `port` the harness itself uses. */
+  readonly tlsPort: number | undefined;
+  /** rediss://127.0.0.1:tlsPort (only with the `tls` option) */
+  readonly tlsUrl: string | undefined;
   /** Pid of the running redis-server, undefined while it is not running. */
   readonly pid: number | undefined;
   isRunning(): boolean;
@@ -59,6 +63,11 @@ export interface StartRedisOptions {
   password?: string;
   /** Readiness deadline per start() in ms (default 10 000). */
   startTimeoutMs?: number;
+  /**
+   * Also listen for TLS on `tlsPort` with these files (see tls.ts); clients need no certificate.
+   * The plain port stays open for the harness' readiness probe and command().
+   */
+  tls?: { certFile: string; keyFile: string; caCertFile: string };
 }
 
 const HOST = '127.0.0.1' as const;
@@ -91,8 +100,9 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   installExitHook();
   const fixedPort = options.port !== undefined;
   const port = options.port ?? (await freePort());
+  const tlsPort = options.tls ? await freePort() : undefined;
   const dir = mkdtempSync(join(tmpdir(), 'redis-harness-'));
-  const server = new RedisServer(port, dir, options);
+  const server = new RedisServer(port, tlsPort, dir, options);
   live.add(server);
   try {
     await server.startInternal(!fixedPort);
@@ -108,6 +118,8 @@ class RedisServer implements RedisServerHandle {
   /** own (enumerable) properties, so `{ ...handle }` and `FaultProxy.start(handle)` see them */
   port: number;
   url: string;
+  tlsPort: number | undefined;
+  tlsUrl: string | undefined;
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private alive = false;
@@ -115,16 +127,21 @@ class RedisServer implements RedisServerHandle {
   private spawnError: Error | undefined;
   private readonly password: string | undefined;
   private readonly config: Record<string, string | number>;
+  private readonly tls: StartRedisOptions['tls'];
   private readonly startTimeoutMs: number;
   private readonly reaper: Reaper;
 
   constructor(
     port: number,
+    tlsPort: number | undefined,
     readonly dir: string,
     options: StartRedisOptions,
   ) {
     this.port = port;
     this.url = `redis://${HOST}:${port}`;
+    this.tlsPort = tlsPort;
+    this.tlsUrl = tlsPort === undefined ? undefined : `rediss://${HOST}:${tlsPort}`;
+    this.tls = options.tls;
     this.password = options.password;
     this.config = options.config ?? {};
     this.startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
@@ -196,6 +213,10 @@ class RedisServer implements RedisServerHandle {
         if (mayChangePort) {
           this.port = await freePort();
           this.url = `redis://${HOST}:${this.port}`;
+          if (this.tlsPort !== undefined) {
+            this.tlsPort = await freePort();
+            this.tlsUrl = `rediss://${HOST}:${this.tlsPort}`;
+          }
         }
         await delay(Math.min(50 * attempt, 250));
         continue;
@@ -219,6 +240,15 @@ class RedisServer implements RedisServerHandle {
       '--logfile', this.logFile,
     ];
     if (this.password !== undefined) args.push('--requirepass', this.password);
+    if (this.tls && this.tlsPort !== undefined) {
+      args.push(
+        '--tls-port', String(this.tlsPort),
+        '--tls-cert-file', this.tls.certFile,
+        '--tls-key-file', this.tls.keyFile,
+        '--tls-ca-cert-file', this.tls.caCertFile,
+        '--tls-auth-clients', 'no',
+      );
+    }
     for (const [key, value] of Object.entries(this.config)) {
       args.push(`--${key.replace(/^--/, '')}`, String(value));
     }
