@@ -7,6 +7,8 @@
 export const EVENT_CHANNEL = 'bench.event';
 export const MARKER_CHANNEL = 'bench.marker';
 export const RPC_PATTERN = 'bench.rpc';
+/** The i-th of the many channels one server subscribes to in the resubscribe section. */
+export const manyChannel = (i: number) => `bench.many.${i}`;
 
 export const SIZES = { small: 100, large: 4096 } as const;
 export type SizeName = keyof typeof SIZES;

@@ -2,6 +2,7 @@ import type { CostResult } from '../sections/cost.js';
 import type { LatencyResult } from '../sections/latency.js';
 import type { ProfileResult } from '../sections/profile.js';
 import type { RecoveryResult, TrialOutcome } from '../sections/recovery.js';
+import type { ResubscribeResult } from '../sections/resubscribe.js';
 import type { RpcResult } from '../sections/rpc.js';
 import type { ThroughputResult } from '../sections/throughput.js';
 import type { MachineInfo } from './machine.js';
@@ -21,6 +22,7 @@ export interface AllResults {
     latency?: SectionRecord<LatencyResult>;
     rpc?: SectionRecord<RpcResult>;
     recovery?: SectionRecord<RecoveryResult>;
+    resubscribe?: SectionRecord<ResubscribeResult>;
     cost?: SectionRecord<CostResult>;
     profile?: SectionRecord<ProfileResult>;
   };
@@ -306,6 +308,24 @@ function recoverySection(rec: SectionRecord<RecoveryResult>): string[] {
   return out;
 }
 
+function resubscribeSection(r: SectionRecord<ResubscribeResult>): string[] {
+  const d = r.data;
+  const nest = d.contenders.find((c) => c.id === 'nest-redis');
+  const out = [
+    `### Resubscription of ${int(d.channels)} channels`,
+    '',
+    `One server subscribed to ${int(d.channels)} channels; \`CLIENT KILL TYPE pubsub\` drops its subscriber socket. Measured in the server's process from the new socket's \`connect\` (so retry delays do not count) until an event on the last channel it subscribes is handled again (Redis acknowledges SUBSCRIBEs in order); events are published there every 2 ms. ${d.rounds} round(s), contender order rotated; median (min–max) in ms. The built-in resubscribes through ioredis' \`autoResubscribe\` (one SUBSCRIBE of every channel); this transport sends batches of 500, pipelined, and confirms each once Redis acknowledged it.`,
+    '',
+    '| Contender | Handling again (ms) | All acknowledged, `resubscribed` event (ms) | vs built-in |',
+    '|---|---:|---:|---:|',
+  ];
+  const range = (x: { median: number; min: number; max: number }) => `${int(x.median)} (${int(x.min)}–${int(x.max)})`;
+  for (const c of d.contenders) {
+    out.push(`| ${c.label} | ${range(c.handling)} | ${c.acknowledged ? range(c.acknowledged) : '—'} | ${nest ? ratio(c.handling.median, nest.handling.median) : 'n/a'} |`);
+  }
+  return out;
+}
+
 function costSection(c: SectionRecord<CostResult>): string[] {
   const out = [
     '## 5. Cost',
@@ -402,6 +422,7 @@ export function renderMarkdown(r: AllResults): string {
   if (s.latency) out.push(...latencySection(s.latency), '');
   if (s.rpc) out.push(...rpcSection(s.rpc), '');
   if (s.recovery) out.push(...recoverySection(s.recovery), '');
+  if (s.resubscribe) out.push(...resubscribeSection(s.resubscribe), '');
   if (s.cost) out.push(...costSection(s.cost), '');
   if (s.profile) out.push(...profileSection(s.profile), '');
   out.push(...methodNotes());
@@ -419,7 +440,7 @@ function methodNotes(): string[] {
     '- The bench redis-server runs with `client-output-buffer-limit pubsub 0 0 0`, so a subscriber slower than the publisher is measured draining its backlog instead of being disconnected by Redis.',
     '- Cross-process timestamps use `process.hrtime` (CLOCK_MONOTONIC, one clock for every process of the machine).',
     '- Recovery, restart: Redis is SIGKILLed and started on the same port 2 s later; "Redis back" is the first TCP connect that succeeds (polled every 5 ms).',
-    '- Reproduce: `npm run bench` (all sections, ~9 min on 2 cores), `npm run bench -- throughput` (one or more sections: throughput latency rpc recovery cost profile), `BENCH_QUICK=1 npm run bench` (~1 min smoke run, written to bench/results/quick/).',
+    '- Reproduce: `npm run bench` (all sections, ~9 min on 2 cores), `npm run bench -- throughput` (one or more sections: throughput latency rpc recovery resubscribe cost profile), `BENCH_QUICK=1 npm run bench` (~1 min smoke run, written to bench/results/quick/).',
     '',
   ];
 }
