@@ -63,8 +63,9 @@ export class MessageCodec {
 export function validatePacket(value: unknown): Decoded<IncomingPacket> {
   if (!isPlainObject(value)) return { ok: false, problem: 'deserialized packet is not an object' };
   const { pattern, id, replyTo, metadata } = value;
-  if (pattern !== undefined && typeof pattern !== 'string' && !isPlainObject(pattern)) {
-    return { ok: false, problem: `envelope "pattern" must be a string or an object, got ${typeName(pattern)}` };
+  // A number is a legal Nest pattern too (`MsPattern`), as sent by Nest's built-in client.
+  if (pattern !== undefined && typeof pattern !== 'string' && typeof pattern !== 'number' && !isPlainObject(pattern)) {
+    return { ok: false, problem: `envelope "pattern" must be a string, a number or an object, got ${typeName(pattern)}` };
   }
   if (id !== undefined && (typeof id !== 'string' || id.length === 0)) {
     return { ok: false, problem: `envelope "id" must be a non-empty string, got ${typeName(id)}` };

@@ -32,7 +32,7 @@ describe('bad input on a subscribed channel', () => {
     ['a payload over maxPayloadBytes', JSON.stringify({ data: 'x'.repeat(2000) }), /exceeds maxPayloadBytes \(1024\)/],
     ['absurdly deep array nesting', deep(500), /nested deeper than maxDepth \(16\)/],
     ['deep object nesting', deepObject(40), /nested deeper than maxDepth \(16\)/],
-    ['a pattern that is not a string', JSON.stringify({ pattern: 5, data: 1 }), /"pattern" must be a string or an object, got number/],
+    ['a pattern that is neither a string, a number nor an object', JSON.stringify({ pattern: true, data: 1 }), /"pattern" must be a string, a number or an object, got boolean/],
     ['an id that is not a string', JSON.stringify({ pattern: 'inbound', data: 1, id: 7 }), /"id" must be a non-empty string, got number/],
     ['metadata that is not an object', JSON.stringify({ data: 1, metadata: 'x' }), /"metadata" must be an object, got string/],
     ['a __proto__ key', '{"data":{"__proto__":{"polluted":true}}}', /forbidden key "__proto__"/],

@@ -80,7 +80,8 @@ describe('MessageCodec (unit)', () => {
 
   it('type-checks envelope fields', () => {
     expect(validatePacket({ pattern: { cmd: 'sum' }, data: 1 }).ok).toBe(true);
-    expect(validatePacket({ pattern: ['x'], data: 1 })).toEqual({ ok: false, problem: 'envelope "pattern" must be a string or an object, got array' });
+    expect(validatePacket({ pattern: 42, data: 1 }).ok).toBe(true);
+    expect(validatePacket({ pattern: ['x'], data: 1 })).toEqual({ ok: false, problem: 'envelope "pattern" must be a string, a number or an object, got array' });
     expect(validatePacket({ data: 1, id: '' })).toEqual({ ok: false, problem: 'envelope "id" must be a non-empty string, got string' });
     expect(validatePacket({ data: 1, replyTo: 3 })).toEqual({ ok: false, problem: 'envelope "replyTo" must be a reply channel (__nestjs-redis-pubsub:reply:...), got number' });
     expect(validatePacket({ data: 1, replyTo: 'orders.created' })).toEqual({
