@@ -8,6 +8,8 @@ import { REDIS_PUBSUB_TRANSPORT, type RedisPubSubStatus } from './constants.js';
 import { RedisPubSubContext } from './context.js';
 import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from './options.js';
 import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
+import { isReplyPacket, nestReplyChannel } from './reply-packet.js';
+import { RequestStreams, STREAM_ENDED_BY_CLOSE } from './request-streams.js';
 import { transportRegistry, type MonitoredTransport } from './transport-registry.js';
 
 const NO_MESSAGE_HANDLER = 'There is no matching message handler defined in the remote service.';
@@ -49,6 +51,7 @@ export class RedisPubSubServer
   private readonly channelRoutes = new Map<string, Route>();
   private readonly patternRoutes = new Map<string, Route>();
   private readonly delivery: DeliveryGuard;
+  private readonly streams = new RequestStreams();
   private inFlight = 0;
   private drained?: () => void;
   private closing = false;
@@ -88,10 +91,15 @@ export class RedisPubSubServer
     );
   }
 
-  /** Stops taking messages, waits for in-flight handlers (up to `closeTimeoutMs`), then closes both connections. */
+  /**
+   * Stops taking messages, ends request streams at once (see RequestStreams), waits for the other
+   * in-flight handlers (up to `closeTimeoutMs`), then closes both connections.
+   */
   close(): Promise<void> {
     this.closed ??= (async () => {
       this.closing = true;
+      const ended = this.streams.endAll();
+      if (ended > 0) this.link.logger.log(`close(): ended ${ended} open request stream(s)`);
       await this.link.closeSubscriber();
       await this.drain();
       await this.link.close();
@@ -151,11 +159,14 @@ export class RedisPubSubServer
     if (!route) return;
     const parsed = this.codec.parse(payload);
     if (!parsed.ok) return this.reject(channel, parsed.problem);
+    // A reply (ours to Nest's built-in client, matched by one of our globs) is never a request or an event.
+    if (isReplyPacket(parsed.value)) return;
     if (this.customDeserializer) {
       this.inFlight++;
       // A deserializer that throws synchronously must reject here, not inside ioredis' event emission.
       new Promise((resolve) => resolve(this.deserializer.deserialize(parsed.value, { channel })))
         .then((packet) => {
+          if (isReplyPacket(packet)) return;
           const valid = validatePacket(packet);
           if (!valid.ok) return this.reject(channel, valid.problem);
           this.dispatch(route, valid.value, channel, pattern);
@@ -183,25 +194,33 @@ export class RedisPubSubServer
       return;
     }
     const id = packet.id;
-    const replyChannel = packet.replyTo ?? `${channel}.reply`;
+    const replyChannel = packet.replyTo ?? nestReplyChannel(channel);
     if (route.isEvent) {
       this.settled();
       return void this.reply(replyChannel, { id, err: NO_MESSAGE_HANDLER, status: 'error', isDisposed: true }).catch(() => undefined);
     }
     let open = true;
-    const respond = (message: WritePacket) => {
-      if (open && (message.isDisposed || message.err !== undefined)) {
-        open = false;
-        this.settled();
+    // Settles once the last reply is published (close() drains before closing the publisher).
+    const respond = (message: WritePacket): Promise<unknown> => {
+      if (!open) return Promise.resolve();
+      if (message.err !== undefined && message.err !== STREAM_ENDED_BY_CLOSE) this.handlerFailed(channel, message.err);
+      const sent = this.reply(replyChannel, { ...message, id }, channel);
+      if (!message.isDisposed && message.err === undefined) {
+        return sent.then((delivered) => {
+          if (!delivered && open) {
+            open = false;
+            this.settled();
+          }
+        });
       }
-      if (message.err !== undefined) this.handlerFailed(channel, message.err);
-      return this.reply(replyChannel, { ...message, id });
+      open = false;
+      return sent.finally(() => this.settled());
     };
     this.handleRequest(
       context,
       async (): Promise<Observable<unknown>> => {
         try {
-          return this.transformToObservable(await route.handler(packet.data, context));
+          return this.streams.track(this.transformToObservable(await route.handler(packet.data, context)));
         } catch (error) {
           return throwError(() => error);
         }
@@ -239,9 +258,21 @@ export class RedisPubSubServer
     return { finish, fail, consume };
   }
 
-  private async reply(channel: string, message: WritePacket & { id: string }): Promise<void> {
-    const serialized = await this.serializer.serialize(message);
-    await this.link.publisher.redis.publish(channel, JSON.stringify(serialized));
+  /**
+   * Publishes one reply; a reply larger than `maxPayloadBytes` (what a client with the same setting
+   * accepts) is replaced by an error reply naming the size, and `false` is returned: the request is over.
+   */
+  private async reply(channel: string, message: WritePacket & { id: string }, requestChannel?: string): Promise<boolean> {
+    const text = JSON.stringify(await this.serializer.serialize(message));
+    const problem = oversized(text, this.settings.maxPayloadBytes);
+    if (problem === undefined) {
+      await this.link.publisher.redis.publish(channel, text);
+      return true;
+    }
+    this.handlerFailed(requestChannel ?? channel, `reply not sent: ${problem}`);
+    const refusal = { id: message.id, err: { status: 'error', message: `reply not sent: ${problem}` }, isDisposed: true };
+    await this.link.publisher.redis.publish(channel, JSON.stringify(await this.serializer.serialize(refusal)));
+    return false;
   }
 
   private reject(channel: string, problem: string): void {
@@ -272,6 +303,13 @@ export class RedisPubSubServer
     clearTimeout(timer);
     if (!done) this.link.logger.warn(`close(): ${this.inFlight} handler(s) still running after ${this.settings.closeTimeoutMs} ms`);
   }
+}
+
+function oversized(text: string, maxPayloadBytes: number): string | undefined {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: most replies need no byte count at all.
+  if (text.length * 3 <= maxPayloadBytes) return undefined;
+  const bytes = Buffer.byteLength(text);
+  return bytes > maxPayloadBytes ? `reply of ${bytes} bytes exceeds maxPayloadBytes (${maxPayloadBytes})` : undefined;
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
