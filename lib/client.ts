@@ -10,6 +10,8 @@ import { REPLY_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import { OfflineQueue } from './offline-queue.js';
 import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from './options.js';
 import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
+import { decodeReply, nestReplyChannel, replyIdOf } from './reply-packet.js';
+import { ReplySubscriptions } from './reply-subscriptions.js';
 import { transportRegistry, type MonitoredTransport } from './transport-registry.js';
 
 interface PendingRequest {
@@ -24,8 +26,9 @@ interface PendingRequest {
 /**
  * Nest client proxy over Redis pub/sub. `emit()` publishes, or holds the event in a
  * bounded offline queue while the publisher is down. `send()` publishes a request
- * carrying this instance's own reply channel and always settles: reply, error,
- * timeout, "no subscriber", or "connection lost".
+ * carrying this instance's own reply channel (and listens on Nest's "<channel>.reply"
+ * too) and always settles: reply, error, rejected reply, timeout, "no subscriber",
+ * or "connection lost".
  */
 export class RedisPubSubClient
   extends ClientProxy<RedisPubSubEventCallbacks, RedisPubSubStatus>
@@ -36,6 +39,8 @@ export class RedisPubSubClient
   private readonly link: PubSubLink;
   private readonly codec: MessageCodec;
   private readonly replyChannel: string;
+  private readonly replies: ReplySubscriptions;
+  private readonly customDeserializer: boolean;
   private readonly pending = new Map<string, PendingRequest>();
   private readonly offline: OfflineQueue;
   private readonly positions = new PositionStamper();
@@ -49,10 +54,12 @@ export class RedisPubSubClient
     this.name = this.settings.name;
     this.initializeSerializer(options);
     this.initializeDeserializer(options);
+    this.customDeserializer = options.deserializer !== undefined;
     this.codec = new MessageCodec(this.settings.maxPayloadBytes, this.settings.maxDepth);
     this.replyChannel = `${REPLY_CHANNEL_PREFIX}${randomUUID()}`;
     this.link = new PubSubLink('client', this.settings, (channel, payload) => this.onReply(channel, payload));
     this.link.subscribe('channel', this.replyChannel);
+    this.replies = new ReplySubscriptions(this.link);
     this.offline = new OfflineQueue(this.settings.offlineQueue, this.link.publisher);
     this.link.on('status', (state) => {
       this._status$.next(state);
@@ -154,6 +161,10 @@ export class RedisPubSubClient
       request.whenConnected = undefined;
     }
     if (!this.pending.has(id)) return;
+    // Nest-protocol responders (Transport.REDIS servers) answer on "<channel>.reply": listen there first.
+    const listening = this.replies.ensure(request.channel);
+    if (listening !== true && !(await listening)) throw new Error('the reply connection to Redis was lost');
+    if (!this.pending.has(id)) return;
     const message = JSON.stringify(await this.serializer.serialize(packet));
     if (!this.pending.has(id)) return;
     // The reply path may have died while an async serializer ran: fail now, not at the timeout.
@@ -163,27 +174,45 @@ export class RedisPubSubClient
     if (receivers === 0) this.fail(id, `no subscriber for pattern "${request.channel}": nobody is subscribed to it`);
   }
 
+  /** Replies arrive on this instance's own reply channel, or on "<channel>.reply" from Nest-protocol responders. */
   private onReply(channel: string, payload: Buffer): void {
-    if (channel !== this.replyChannel) return;
+    if (channel !== this.replyChannel && !this.replies.has(channel)) return;
     this.link.counters.received++;
-    const parsed = this.codec.parse(payload);
-    const id = parsed.ok ? (parsed.value as { id?: unknown } | null)?.id : undefined;
-    if (!parsed.ok || typeof id !== 'string') {
-      this.link.counters.invalid++;
-      this.link.logger.error(`Invalid reply on channel "${channel}": ${parsed.ok ? 'no string "id"' : parsed.problem}`);
-      return;
-    }
-    const request = this.pending.get(id);
-    if (!request) return; // late reply to a request that timed out or was cancelled
+    const decoded = decodeReply(this.codec, payload, this.customDeserializer, this.settings.maxPayloadBytes);
+    if (!decoded.ok) return this.rejectReply(channel, payload, decoded.problem);
+    const value = decoded.value as { id?: unknown } | null;
+    // Without a custom deserializer the id is readable now: skip replies to requests that are gone or not ours.
+    if (!this.customDeserializer && typeof value?.id === 'string' && !this.pending.has(value.id)) return;
     // A deserializer that throws synchronously must reject here, not inside ioredis' event emission.
-    new Promise<WritePacket>((resolve) => resolve(this.deserializer.deserialize(parsed.value))).then(
-      ({ err, response, isDisposed }: WritePacket) => {
-        if (!this.pending.has(id)) return;
-        if (isDisposed || err !== undefined) this.forget(id);
-        request.callback(isDisposed || err !== undefined ? { err, response, isDisposed: true } : { err, response });
-      },
-      (error: unknown) => this.fail(id, `reply could not be deserialized: ${errorText(error)}`),
+    new Promise<WritePacket & { id?: unknown }>((resolve) => resolve(this.deserializer.deserialize(decoded.value))).then(
+      (packet) => this.settleReply(channel, payload, packet),
+      (error: unknown) => this.rejectReply(channel, payload, `deserializer failed: ${errorText(error)}`),
     );
+  }
+
+  private settleReply(channel: string, payload: Buffer, packet: (WritePacket & { id?: unknown }) | undefined): void {
+    const id = packet?.id;
+    if (typeof id !== 'string') return this.rejectReply(channel, payload, 'no string "id"');
+    const request = this.pending.get(id);
+    // Gone (timed out, cancelled), or a reply to someone else's request on a shared "<channel>.reply".
+    if (!request || !this.answers(channel, request)) return;
+    const { err, response, isDisposed } = packet!;
+    const last = isDisposed === true || err != null;
+    if (last) this.forget(id);
+    request.callback(last ? { err, response, isDisposed: true } : { err, response });
+  }
+
+  /** Logged and counted; the request it answers, when its id can be read, fails now with the reason. */
+  private rejectReply(channel: string, payload: Buffer, problem: string): void {
+    this.link.counters.invalid++;
+    this.link.logger.error(`Invalid reply on channel "${channel}": ${problem}`);
+    const id = replyIdOf(payload);
+    const request = id === undefined ? undefined : this.pending.get(id);
+    if (request && this.answers(channel, request)) this.fail(id!, `request to "${request.channel}" failed: reply rejected: ${problem}`);
+  }
+
+  private answers(channel: string, request: PendingRequest): boolean {
+    return channel === this.replyChannel || channel === nestReplyChannel(request.channel);
   }
 
   private ensureStarted(): void {

@@ -25,6 +25,12 @@ export class SubscriptionRegistry {
     this.wanted[kind].add(name);
   }
 
+  /** A name the caller subscribed at run time and Redis already acknowledged on the current socket. */
+  addConfirmed(kind: SubscriptionKind, name: string): void {
+    this.wanted[kind].add(name);
+    this.confirmed[kind].add(name);
+  }
+
   countOf(kind: SubscriptionKind): number {
     return this.wanted[kind].size;
   }
