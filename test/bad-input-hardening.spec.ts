@@ -85,7 +85,7 @@ describe('bad input', () => {
     });
     try {
       await client.connect();
-      await expect(firstValueFrom(client.send('math.sum', [1, 2]))).rejects.toThrow(/reply could not be deserialized/);
+      await expect(firstValueFrom(client.send('math.sum', [1, 2]))).rejects.toThrow(/reply rejected: deserializer failed: sync reply deserializer failure/);
     } finally {
       await client.close();
       await server.close();
