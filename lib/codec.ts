@@ -14,8 +14,6 @@ export interface IncomingPacket {
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; problem: string };
 
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-
 /**
  * Turns raw pub/sub payloads into packets without trusting them: size is checked
  * before any parsing, bytes must be UTF-8, JSON is checked for nesting depth and
@@ -23,6 +21,10 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
  * fails becomes a `problem` string for the caller to log and count.
  */
 export class MessageCodec {
+  /** The walk's explicit stack, reused by every parse() (it is synchronous): no allocation per message. */
+  private readonly stack: Array<object | undefined> = [];
+  private readonly depths: number[] = [];
+
   constructor(
     private readonly maxPayloadBytes: number,
     private readonly maxDepth: number,
@@ -44,7 +46,7 @@ export class MessageCodec {
       return { ok: true, value: text };
     }
     if (typeof value === 'object' && value !== null) {
-      const problem = inspect(value, 1, this.maxDepth);
+      const problem = inspect(value, this.maxDepth, this.stack, this.depths);
       if (problem) return { ok: false, problem };
     }
     return { ok: true, value };
@@ -81,30 +83,56 @@ export function validatePacket(value: unknown): Decoded<IncomingPacket> {
 }
 
 /**
- * One walk checks depth and keys. for...in over JSON.parse output allocates nothing, and it
- * sees keys however they were spelled in the text (`"\u005f_proto__"` included).
+ * One walk checks depth and keys. It is iterative (an explicit stack, not recursion), so no
+ * nesting and no `maxDepth` can overflow the call stack. for...in over JSON.parse output
+ * allocates nothing, and it sees keys however they were spelled in the text (`"\u005f_proto__"`
+ * included). Which problem is reported when a message has several is unspecified.
  */
-function inspect(value: object, depth: number, maxDepth: number): string | undefined {
-  if (depth > maxDepth) return `JSON nested deeper than maxDepth (${maxDepth})`;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const item: unknown = value[i];
-      if (typeof item === 'object' && item !== null) {
-        const problem = inspect(item, depth + 1, maxDepth);
-        if (problem) return problem;
+function inspect(root: object, maxDepth: number, stack: Array<object | undefined>, depths: number[]): string | undefined {
+  let problem: string | undefined;
+  let value = root;
+  let childDepth = 2;
+  let top = 0;
+  let used = 0;
+  walk: for (;;) {
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) {
+        const item: unknown = value[i];
+        if (typeof item === 'object' && item !== null) {
+          if (childDepth > maxDepth) {
+            problem = `JSON nested deeper than maxDepth (${maxDepth})`;
+            break walk;
+          }
+          stack[top] = item;
+          depths[top++] = childDepth;
+        }
+      }
+    } else {
+      for (const key in value) {
+        // Plain comparisons: JSON keys are internalized strings, cheaper than a Set lookup.
+        if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
+          problem = `forbidden key "${key}" (prototype pollution)`;
+          break walk;
+        }
+        const item: unknown = (value as Record<string, unknown>)[key];
+        if (typeof item === 'object' && item !== null) {
+          if (childDepth > maxDepth) {
+            problem = `JSON nested deeper than maxDepth (${maxDepth})`;
+            break walk;
+          }
+          stack[top] = item;
+          depths[top++] = childDepth;
+        }
       }
     }
-    return undefined;
+    if (top > used) used = top;
+    if (top === 0) break;
+    value = stack[--top]!;
+    childDepth = depths[top]! + 1;
   }
-  for (const key in value) {
-    if (FORBIDDEN_KEYS.has(key)) return `forbidden key "${key}" (prototype pollution)`;
-    const item: unknown = (value as Record<string, unknown>)[key];
-    if (typeof item === 'object' && item !== null) {
-      const problem = inspect(item, depth + 1, maxDepth);
-      if (problem) return problem;
-    }
-  }
-  return undefined;
+  // Hold no reference to a message once it is checked.
+  for (let i = Math.max(used, top) - 1; i >= 0; i--) stack[i] = undefined;
+  return problem;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { closeClient, connectClient } from './harness/clients.js';
-import { startRedis, type RedisServerHandle } from './harness/redis.js';
+import { startRedis, waitFor, type RedisServerHandle } from './harness/redis.js';
 import { startTestApp, type StartedTestApp } from './support/test-app.js';
 
 const deep = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
@@ -58,5 +58,40 @@ describe('bad input on a subscribed channel', () => {
   it('accepts nesting up to maxDepth', async () => {
     await publisher.publish('inbound', JSON.stringify({ data: JSON.parse(deepObject(14)) }));
     await app.inbox.waitFor((items) => items.some((i) => i.handler === 'inbound'));
+  });
+});
+
+describe('maxDepth raised far above the default', () => {
+  let redis: RedisServerHandle;
+  let app: StartedTestApp | undefined;
+  let publisher: Redis | undefined;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+
+  afterAll(async () => {
+    if (publisher) await closeClient(publisher);
+    await app?.close();
+    await redis?.stop();
+  });
+
+  it('deep JSON is delivered or rejected, never a stack overflow crashing the process', async () => {
+    app = await startTestApp({ url: redis.url, maxPayloadBytes: 4 * 1024 * 1024, maxDepth: 500_000 });
+    publisher = await connectClient(redis.url);
+    // 200k levels: far past where a recursive walk overflowed (RangeError thrown in ioredis' data handler).
+    await publisher.publish('inbound', deep(200_000));
+    await publisher.publish('inbound', deep(500_001));
+    await publisher.publish('inbound', JSON.stringify({ pattern: 'inbound', data: 'next' }));
+    // Not inbox.waitFor(): its failure message would JSON.stringify the deep array (recursive in V8).
+    await waitFor(() => app!.inbox.items.some((i) => i.data === 'next'), { message: 'the message after the deep ones never arrived' });
+    const received = app.inbox.of('inbound').map((i) => i.data);
+    expect(received.length).toBe(2);
+    let depth = 0;
+    for (let level: unknown = received[0]; Array.isArray(level); level = level[0]) depth++;
+    expect(depth).toBe(200_000);
+    expect(app.logger.errors('Invalid message on channel "inbound"')).toEqual([
+      'Invalid message on channel "inbound": JSON nested deeper than maxDepth (500000)',
+    ]);
   });
 });

@@ -64,6 +64,34 @@ describe('MessageCodec (unit)', () => {
     expect(wide.parse(Buffer.from('[[[[1]]]]'))).toEqual({ ok: false, problem: 'JSON nested deeper than maxDepth (3)' });
   });
 
+  it('never overflows the stack, whatever the nesting and maxDepth (the walk is iterative)', () => {
+    const deep = (depth: number) => Buffer.from('['.repeat(depth) + ']'.repeat(depth));
+    const deepObject = (depth: number) => Buffer.from('{"a":'.repeat(depth) + '1' + '}'.repeat(depth));
+    const unbounded = new MessageCodec(64 * 1024 * 1024, Number.MAX_SAFE_INTEGER);
+    // A recursive walk threw RangeError (inside ioredis' data handler: a process crash) near 10k levels.
+    expect(unbounded.parse(deep(300_000)).ok).toBe(true);
+    expect(unbounded.parse(deepObject(300_000)).ok).toBe(true);
+    const limited = new MessageCodec(64 * 1024 * 1024, 200_000);
+    expect(limited.parse(deep(200_000)).ok).toBe(true);
+    expect(limited.parse(deep(200_001))).toEqual({ ok: false, problem: 'JSON nested deeper than maxDepth (200000)' });
+    expect(limited.parse(Buffer.from(`[${'['.repeat(150_000)}{"__proto__":1}${']'.repeat(150_000)}]`))).toEqual({
+      ok: false,
+      problem: 'forbidden key "__proto__" (prototype pollution)',
+    });
+  });
+
+  it('checks every branch, wide and deep, and starts clean after a rejected message', () => {
+    const wide = new MessageCodec(1024 * 1024, 5); // root, data, sibling, tags, tag: 5 levels
+    const siblings = Array.from({ length: 1000 }, (_, i) => ({ i, tags: [{ t: i }] }));
+    expect(wide.parse(Buffer.from(JSON.stringify({ data: siblings }))).ok).toBe(true);
+    siblings[999] = { i: 999, tags: [{ constructor: 1 }] } as never;
+    expect(wide.parse(Buffer.from(JSON.stringify({ data: siblings })))).toEqual({ ok: false, problem: 'forbidden key "constructor" (prototype pollution)' });
+    siblings[999] = { i: 999, tags: [{ t: [1] }] } as never;
+    expect(wide.parse(Buffer.from(JSON.stringify({ data: siblings })))).toEqual({ ok: false, problem: 'JSON nested deeper than maxDepth (5)' });
+    // What was left on the walk's stack by the early exit is not checked again with the next message.
+    expect(wide.parse(Buffer.from('{"a":[{"b":{}}]}'))).toEqual({ ok: true, value: { a: [{ b: {} }] } });
+  });
+
   it.each(['__proto__', 'constructor', 'prototype'])('rejects a "%s" key at any depth but accepts it as a value', (key) => {
     const wide = new MessageCodec(1024, 8);
     expect(wide.parse(Buffer.from(`{"a":[{"${key}":{}}]}`))).toEqual({ ok: false, problem: `forbidden key "${key}" (prototype pollution)` });
