@@ -88,7 +88,8 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
 
     // ioredis' connectTimeout ends at the TCP connect: a peer that accepts and then says nothing
     // (a load balancer with a dead backend) would hold the handshake, and the transport, forever.
-    const handshakeTimeoutMs = options.heartbeat ? options.heartbeat.timeoutMs : (options.redis.connectTimeout ?? 10_000);
+    // connectTimeout 0 is ioredis' "no connect timeout", not a 0 ms handshake.
+    const handshakeTimeoutMs = options.heartbeat ? options.heartbeat.timeoutMs : options.redis.connectTimeout || 10_000;
     this.redis.on('connect', () => {
       const stream = this.redis.stream;
       const connectedAt = Date.now();

@@ -73,41 +73,87 @@ export interface ResolvedOptions {
   offlineQueue: Required<OfflineQueueOptions>;
 }
 
-function positive(value: number | undefined, fallback: number, field: string): number {
+/** Node runs a timer longer than this, or of Infinity, after 1 ms instead: such values are refused. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The ioredis options that are timers (ms); checked like ours, since a bad one also becomes a 1 ms timer. */
+const REDIS_TIMER_OPTIONS = ['connectTimeout', 'commandTimeout', 'socketTimeout', 'disconnectTimeout'] as const;
+
+function invalid(field: string, expected: string, value: unknown): TypeError {
+  // A string is never echoed: it could be a URL or a password put in the wrong field.
+  const got = typeof value === 'number' ? String(value) : value === null ? 'null' : `a value of type ${typeof value}`;
+  return new TypeError(`nestjs-redis-pubsub: option "${field}" must be ${expected}, got ${got}`);
+}
+
+/** A timer: a whole number of ms that Node can actually wait for. */
+function timerMs(value: unknown, fallback: number, field: string, min = 1): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value > 0)) {
-    throw new TypeError(`nestjs-redis-pubsub: option "${field}" must be a positive number, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > MAX_TIMER_MS) {
+    throw invalid(field, `a whole number of milliseconds from ${min} to ${MAX_TIMER_MS} (about 24.8 days; Node would run a longer timer after 1 ms)`, value);
   }
   return value;
 }
 
+/** A count or a size: a positive whole number; Infinity only where it means "no limit". */
+function count(value: unknown, fallback: number, field: string, infinite = false): number {
+  if (value === undefined) return fallback;
+  if (infinite && value === Infinity) return value;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw invalid(field, `a whole number from 1${infinite ? ' (or Infinity: no limit)' : ''}`, value);
+  }
+  return value;
+}
+
+/** A nested group of options: an object (or `false` where that turns a feature off). */
+function group<T>(value: T, field: string, allowFalse = false): T {
+  if (value === undefined || (allowFalse && (value as unknown) === false)) return value;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalid(field, allowFalse ? 'an object or false' : 'an object', value);
+  }
+  return value;
+}
+
+/**
+ * Validates and completes the options. Every bad value is a TypeError at construction naming the
+ * option, never a surprise later (Node silently turns a timer of Infinity or above 2^31-1 ms into 1 ms).
+ */
 export function resolveOptions(options: RedisPubSubOptions = {}, defaultName: string): ResolvedOptions {
-  const hb = options.heartbeat;
+  group(options, 'options');
+  const hb = group(options.heartbeat, 'heartbeat', true);
   const heartbeat =
     hb === false
       ? false
       : {
-          intervalMs: positive(hb?.intervalMs, DEFAULTS.heartbeat.intervalMs, 'heartbeat.intervalMs'),
-          timeoutMs: positive(hb?.timeoutMs, DEFAULTS.heartbeat.timeoutMs, 'heartbeat.timeoutMs'),
+          intervalMs: timerMs(hb?.intervalMs, DEFAULTS.heartbeat.intervalMs, 'heartbeat.intervalMs'),
+          timeoutMs: timerMs(hb?.timeoutMs, DEFAULTS.heartbeat.timeoutMs, 'heartbeat.timeoutMs'),
         };
+  const retryOptions = group(options.retry, 'retry');
   const retry = {
-    minDelayMs: positive(options.retry?.minDelayMs, DEFAULTS.retry.minDelayMs, 'retry.minDelayMs'),
-    maxDelayMs: positive(options.retry?.maxDelayMs, DEFAULTS.retry.maxDelayMs, 'retry.maxDelayMs'),
-    maxAttempts: positive(options.retry?.maxAttempts, DEFAULTS.retry.maxAttempts, 'retry.maxAttempts'),
+    minDelayMs: timerMs(retryOptions?.minDelayMs, DEFAULTS.retry.minDelayMs, 'retry.minDelayMs'),
+    maxDelayMs: timerMs(retryOptions?.maxDelayMs, DEFAULTS.retry.maxDelayMs, 'retry.maxDelayMs'),
+    // A count of attempts, not a timer: Infinity (the default) means forever.
+    maxAttempts: count(retryOptions?.maxAttempts, DEFAULTS.retry.maxAttempts, 'retry.maxAttempts', true),
   };
+  const queue = group(options.offlineQueue, 'offlineQueue');
+  const redis = group(options.redis, 'redis') ?? {};
+  for (const field of REDIS_TIMER_OPTIONS) timerMs(redis[field], 0, `redis.${field}`, 0);
+  if (options.url !== undefined && typeof options.url !== 'string') throw invalid('url', 'a string', options.url);
+  if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
+    throw new TypeError('nestjs-redis-pubsub: option "name" must be a non-empty string');
+  }
   return {
     url: options.url,
-    redis: { ...options.redis },
+    redis: { ...redis },
     name: options.name ?? defaultName,
     heartbeat,
     retry,
-    maxPayloadBytes: positive(options.maxPayloadBytes, DEFAULTS.maxPayloadBytes, 'maxPayloadBytes'),
-    maxDepth: positive(options.maxDepth, DEFAULTS.maxDepth, 'maxDepth'),
-    closeTimeoutMs: positive(options.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 'closeTimeoutMs'),
-    requestTimeoutMs: positive(options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 'requestTimeoutMs'),
+    maxPayloadBytes: count(options.maxPayloadBytes, DEFAULTS.maxPayloadBytes, 'maxPayloadBytes'),
+    maxDepth: count(options.maxDepth, DEFAULTS.maxDepth, 'maxDepth'),
+    closeTimeoutMs: timerMs(options.closeTimeoutMs, DEFAULTS.closeTimeoutMs, 'closeTimeoutMs'),
+    requestTimeoutMs: timerMs(options.requestTimeoutMs, DEFAULTS.requestTimeoutMs, 'requestTimeoutMs'),
     offlineQueue: {
-      maxSize: positive(options.offlineQueue?.maxSize, DEFAULTS.offlineQueue.maxSize, 'offlineQueue.maxSize'),
-      timeoutMs: positive(options.offlineQueue?.timeoutMs, DEFAULTS.offlineQueue.timeoutMs, 'offlineQueue.timeoutMs'),
+      maxSize: count(queue?.maxSize, DEFAULTS.offlineQueue.maxSize, 'offlineQueue.maxSize'),
+      timeoutMs: timerMs(queue?.timeoutMs, DEFAULTS.offlineQueue.timeoutMs, 'offlineQueue.timeoutMs'),
     },
   };
 }
