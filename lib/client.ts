@@ -80,7 +80,7 @@ export class RedisPubSubClient
     this.closing ??= (async () => {
       this.closed = true;
       this.failAll('the client was closed');
-      this.offline.failAll('the client was closed');
+      this.offline.close('the client was closed');
       await this.link.close();
       transportRegistry.delete(this);
     })();
@@ -219,7 +219,8 @@ export class RedisPubSubClient
     if (this.started || this.closed) return;
     this.started = true;
     transportRegistry.add(this);
-    this.link.start().catch((error: Error) => this.link.logger.error(error.message));
+    // Closing before the first connection is the caller's own doing, not an error to log.
+    this.link.start().catch((error: Error) => this.closed || this.link.logger.error(error.message));
   }
 
   private releaseWaiting(): void {

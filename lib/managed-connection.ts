@@ -63,7 +63,7 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
     const redisOptions: RedisOptions = {
       connectionName: `${options.name}:${role === 'subscriber' ? 'sub' : 'pub'}`,
       // close() destroys sockets itself; ioredis' own 2 s fallback timer would only keep the process alive.
-      disconnectTimeout: 100,
+      disconnectTimeout: 0,
       ...options.redis,
       lazyConnect: true,
       // Resubscription is ours: ioredis reports "ready" before its own SUBSCRIBEs are acknowledged.
@@ -176,8 +176,11 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
     }
     if (redis.status === 'end') return;
     if (redis.status === 'reconnecting') {
-      // Between attempts: no socket is left, disconnect() only cancels the pending attempt.
+      // Between attempts: no socket is left, disconnect() only cancels the pending attempt. ioredis still
+      // arms its disconnectTimeout timer on the old, already closed socket; a timer of the same length set
+      // after it fires after it, so close() resolves with nothing left (pinned in close-leaves-nothing.spec).
       redis.disconnect();
+      await new Promise((resolve) => setTimeout(resolve, redis.options.disconnectTimeout));
       return;
     }
     let timer: NodeJS.Timeout | undefined;

@@ -16,6 +16,8 @@ interface QueuedEvent {
  */
 export class OfflineQueue {
   private readonly queue: QueuedEvent[] = [];
+  /** Set by close(): an emit() that raced close() past its own check is refused here, before any timer. */
+  private closedReason?: string;
 
   constructor(
     private readonly settings: Required<OfflineQueueOptions>,
@@ -30,6 +32,7 @@ export class OfflineQueue {
 
   enqueue(channel: string, message: string): Promise<void> {
     const { maxSize, timeoutMs } = this.settings;
+    if (this.closedReason !== undefined) return Promise.reject(new Error(`event "${channel}" not sent: ${this.closedReason}`));
     if (this.queue.length >= maxSize) {
       return Promise.reject(new Error(`event "${channel}" not sent: Redis is unreachable and the offline queue is full (${maxSize} events)`));
     }
@@ -48,7 +51,9 @@ export class OfflineQueue {
     });
   }
 
-  failAll(reason: string): void {
+  /** Fails every held event and refuses new ones. */
+  close(reason: string): void {
+    this.closedReason = reason;
     for (const event of this.queue.splice(0)) {
       clearTimeout(event.timer);
       event.reject(new Error(`event "${event.channel}" not sent: ${reason}`));
