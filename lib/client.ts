@@ -82,7 +82,7 @@ export class RedisPubSubClient
       this.failAll('the client was closed');
       this.offline.close('the client was closed');
       await this.link.close();
-      transportRegistry.delete(this);
+      transportRegistry.markClosed(this);
     })();
     return this.closing;
   }

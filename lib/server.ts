@@ -103,7 +103,7 @@ export class RedisPubSubServer
       await this.link.closeSubscriber();
       await this.drain();
       await this.link.close();
-      transportRegistry.delete(this);
+      transportRegistry.markClosed(this);
     })();
     return this.closed;
   }

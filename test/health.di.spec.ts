@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ClientsModule, EventPattern } from '@nestjs/microservices';
+import { firstValueFrom } from 'rxjs';
 import { RedisPubSubClient, RedisPubSubServer } from '../lib/index.js';
 import { RedisPubSubHealthIndicator, RedisPubSubHealthModule, type RedisPubSubHealthData } from '../lib/health/index.js';
 import { startRedis, stopAllRedis, type RedisServerHandle } from './harness/redis.js';
@@ -71,6 +72,28 @@ describe('zero glue: the indicator finds instances however Nest created them', (
     expect(closed.status).toBe('down');
     expect(closed.transports['di-server']).toMatchObject({ status: 'down', state: 'closed' });
     expect(closed.transports['di-client']).toMatchObject({ status: 'down', state: 'closed' });
+  });
+
+  it('an instance closed before any check ran stays down (the README promise), until one of its name replaces it', async () => {
+    const client = new RedisPubSubClient({ url: redis.url, name: 'closed-early' });
+    await firstValueFrom(client.emit('nobody.listens', 1), { defaultValue: undefined });
+    await client.close();
+    // The indicator is created, and checks, only after the close.
+    const indicator = new RedisPubSubHealthIndicator();
+    for (const result of [indicator.isHealthy(), indicator.isReady(), indicator.isAlive()]) {
+      expect(data(result).status).toBe('down');
+      expect(data(result).transports['closed-early']).toMatchObject({ status: 'down', state: 'closed' });
+    }
+    const replacement = new RedisPubSubClient({ url: redis.url, name: 'closed-early' });
+    try {
+      await replacement.connect();
+      expect(data(indicator.isReady('redis-pubsub', { names: ['closed-early'] }))).toMatchObject({
+        status: 'up',
+        transports: { 'closed-early': { status: 'up', state: 'connected' } },
+      });
+    } finally {
+      await replacement.close();
+    }
   });
 });
 

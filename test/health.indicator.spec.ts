@@ -56,7 +56,7 @@ class FakeTransport implements MonitoredTransport {
     this.stats.state = 'closed';
     this.stats.connections.subscriber.state = 'closed';
     this.stats.connections.publisher.state = 'closed';
-    transportRegistry.delete(this);
+    transportRegistry.markClosed(this);
   }
 }
 
@@ -164,12 +164,43 @@ describe('RedisPubSubHealthIndicator: closed instances', () => {
     }
   });
 
-  it('reports a vanished instance as closed even if its stats do not say so', () => {
+  it('an instance closed before any check ran is down too, with or without an indicator at the time', () => {
+    const orders = new FakeTransport('orders').start();
+    new FakeTransport('billing').start();
+    orders.close();
+    const indicator = new RedisPubSubHealthIndicator();
+    for (const result of [indicator.isHealthy(), indicator.isReady(), indicator.isAlive()]) {
+      expect(data(result).status).toBe('down');
+      expect(data(result).transports.orders).toMatchObject({ status: 'down', state: 'closed' });
+      expect(data(result).transports.billing).toMatchObject({ status: 'up' });
+    }
+    expect(data(indicator.isReady('redis-pubsub', { names: ['orders'] })).transports.orders).toMatchObject({ state: 'closed' });
+  });
+
+  it('reports a closed instance as closed even if its stats do not say so', () => {
     const indicator = new RedisPubSubHealthIndicator();
     const orders = new FakeTransport('orders').start();
-    indicator.isHealthy();
-    transportRegistry.delete(orders);
+    transportRegistry.markClosed(orders);
     expect(data(indicator.isHealthy()).transports.orders).toMatchObject({ status: 'down', state: 'closed' });
+  });
+
+  it('an instance closed while a running one of the same name and kind replaces it is not reported', () => {
+    const indicator = new RedisPubSubHealthIndicator();
+    const old = new FakeTransport('events', 'client').start();
+    new FakeTransport('events', 'client').start();
+    old.close();
+    const result = data(indicator.isHealthy());
+    expect(result.status).toBe('up');
+    expect(Object.keys(result.transports)).toEqual(['events']);
+  });
+
+  it('remembers the last 256 closed instances, forgetting the oldest first', () => {
+    const indicator = new RedisPubSubHealthIndicator();
+    for (let i = 0; i < 300; i++) new FakeTransport(`t${i}`).start().close();
+    const names = Object.keys(data(indicator.isHealthy()).transports);
+    expect(names).toHaveLength(256);
+    expect(names[0]).toBe('t44');
+    expect(names[255]).toBe('t299');
   });
 
   it('forgets a closed instance once a new one of the same name and kind runs (a replaced client)', () => {

@@ -60,8 +60,6 @@ export interface UnavailableTransport {
 }
 
 const DEFAULT_KEY = 'redis-pubsub';
-/** Closed instances remembered to report them `down` (bounded, oldest forgotten first). */
-const MAX_REMEMBERED = 256;
 
 /**
  * Terminus 12 health indicator reading the live state of every `RedisPubSubServer` and
@@ -75,8 +73,6 @@ export class RedisPubSubHealthIndicator {
   private readonly health: HealthIndicatorService;
   private readonly defaults: Required<Omit<RedisPubSubHealthOptions, 'lifeSignStaleAfterMs'>> &
     Pick<RedisPubSubHealthOptions, 'lifeSignStaleAfterMs'>;
-  /** Every instance seen by a check, so one that was closed (and left the registry) is reported, not forgotten. */
-  private readonly seen = new Set<MonitoredTransport>();
 
   constructor(
     @Optional() @Inject(REDIS_PUBSUB_HEALTH_OPTIONS) options?: RedisPubSubHealthOptions,
@@ -186,28 +182,11 @@ export class RedisPubSubHealthIndicator {
     return { status, data: { message, transports } };
   }
 
-  /** The instances to assess: registered ones, plus remembered ones that were closed and not replaced. */
+  /** The instances to assess: running ones, plus closed ones the registry remembers (not replaced since). */
   private watched(names: string[] | undefined): Watched[] {
-    const live = transportRegistry.list();
-    const liveSet = new Set(live);
-    for (const transport of live) {
-      this.seen.delete(transport); // re-insert: the Set's order is "least recently seen first"
-      this.seen.add(transport);
-    }
-    const liveIds = new Set(live.map(identity));
-    for (const transport of [...this.seen]) {
-      // Closed and replaced by a running instance of the same name and kind: the old one is history.
-      if (!liveSet.has(transport) && liveIds.has(identity(transport))) this.seen.delete(transport);
-    }
-    for (const transport of [...this.seen]) {
-      if (this.seen.size <= MAX_REMEMBERED) break;
-      if (!liveSet.has(transport)) this.seen.delete(transport);
-    }
     const all: Watched[] = [
-      ...live.map((transport) => ({ name: transport.name, transport, registered: true })),
-      ...[...this.seen]
-        .filter((transport) => !liveSet.has(transport))
-        .map((transport) => ({ name: transport.name, transport, registered: false })),
+      ...transportRegistry.list().map((transport) => ({ name: transport.name, transport, registered: true })),
+      ...transportRegistry.closed().map((transport) => ({ name: transport.name, transport, registered: false })),
     ];
     if (names === undefined) return all;
     const out: Watched[] = [];
@@ -224,19 +203,6 @@ interface Watched {
   name: string;
   transport?: MonitoredTransport;
   registered: boolean;
-}
-
-/** "server:orders" — two instances with the same identity are the same service from the outside. */
-function identity(transport: MonitoredTransport): string {
-  return `${safeKind(transport)}:${transport.name}`;
-}
-
-function safeKind(transport: MonitoredTransport): string {
-  try {
-    return transport.getStats().kind;
-  } catch {
-    return '?';
-  }
 }
 
 function stripUndefined<T extends object>(options: T): Partial<T> {
