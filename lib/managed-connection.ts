@@ -28,7 +28,8 @@ export interface ConnectionEvents {
   /** A new socket is up and Redis answered the handshake; `generation` counts sockets. */
   ready: [generation: number];
   lost: [reason: string];
-  reconnecting: [attempt: number, delayMs: number];
+  /** `cause`: the (redacted) error that ended the last attempt or connection. */
+  reconnecting: [attempt: number, delayMs: number, cause: string];
   /** ioredis will not try again (attempt limit, or the user's retryStrategy said stop). */
   'gave-up': [];
   error: [error: Error];
@@ -50,6 +51,8 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
   private attempt = 0;
   private lastError: string | null = null;
   private lastErrorAt: number | null = null;
+  /** The error of the current attempt (or of the connection that just dropped), until a retry reports it. */
+  private cause: string | null = null;
   private everReady = false;
   private readonly secrets: Array<string | undefined>;
   private readonly handshake = new VerdictTimers();
@@ -78,7 +81,9 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
         this.attempt = times;
         if (typeof delay !== 'number') return delay;
         this.setState(this.everReady ? 'reconnecting' : 'connecting');
-        this.emit('reconnecting', times, delay);
+        const cause = this.cause ?? 'connection closed';
+        this.cause = null;
+        this.emit('reconnecting', times, delay, cause);
         return delay;
       },
     };
@@ -112,6 +117,7 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
       if (this.everReady) this.reconnects++;
       this.everReady = true;
       this.attempt = 0;
+      this.cause = null;
       this.setState('connected');
       this.emit('ready', this.generation);
     });
@@ -154,6 +160,7 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
   recordError(message: string): void {
     this.lastError = redact(message, this.secrets);
     this.lastErrorAt = Date.now();
+    this.cause = this.lastError;
   }
 
   redactText(text: string): string {

@@ -7,6 +7,7 @@ import { ManagedConnection, type ConnectionRole, type ConnectionStats } from './
 import type { DeliveryStats } from './delivery/delivery-guard.js';
 import type { ResolvedOptions } from './options.js';
 import { PathProbe } from './path-probe.js';
+import { RetryLog } from './retry-log.js';
 import { SubscriptionRegistry, type SubscriptionKind } from './subscription-registry.js';
 
 export interface MessageCounters {
@@ -229,9 +230,12 @@ export class PubSubLink {
       this.logger.warn(`${role} connection lost (${reason}): reconnecting`);
       this.refreshState();
     });
-    connection.on('reconnecting', (attempt, delayMs) => {
-      if (attempt === 1 || attempt % 20 === 0) {
-        this.logger.warn(`${role} connection: attempt ${attempt} failed, next in ${delayMs} ms`);
+    const retryLog = new RetryLog();
+    connection.on('reconnecting', (attempt, delayMs, cause) => {
+      const unlogged = retryLog.admit(attempt, cause);
+      if (unlogged !== null) {
+        const since = unlogged > 0 ? ` (${unlogged} more failed since the last report)` : '';
+        this.logger.warn(`${role} connection: attempt ${attempt} failed, next in ${delayMs} ms${since}: ${cause}`);
       }
       this.events.emit('reconnecting', { connection: role, attempt, delayMs });
       this.refreshState();
