@@ -3,6 +3,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import { backoffDelay } from './backoff.js';
 import type { ResolvedOptions } from './options.js';
 import { redact } from './redact.js';
+import { redisWithUrl } from './redis-url.js';
 import { VerdictTimers } from './verdict-timers.js';
 
 export type ConnectionRole = 'subscriber' | 'publisher';
@@ -87,9 +88,8 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
         return delay;
       },
     };
-    // ioredis lets the first argument win: explicit options, then what the URL says.
-    this.redis = options.url ? (Reflect.construct(Redis, [redisOptions, options.url]) as Redis) : new Redis(redisOptions);
-    this.secrets = [this.redis.options.password, options.redis.password];
+    this.redis = options.url ? redisWithUrl(redisOptions, options.url) : new Redis(redisOptions);
+    this.secrets = [this.redis.options.password, options.redis.password, options.redis.sentinelPassword];
 
     // ioredis' connectTimeout ends at the TCP connect: a peer that accepts and then says nothing
     // (a load balancer with a dead backend) would hold the handshake, and the transport, forever.
