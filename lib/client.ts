@@ -4,10 +4,11 @@ import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-me
 import { connectable, defer, Observable, Subject, throwError } from 'rxjs';
 import type { Redis } from 'ioredis';
 import { MessageCodec } from './codec.js';
+import { DurablePublisher } from './delivery/durable-stream.js';
 import { PositionStamper, stampEnvelope } from './delivery/position.js';
 import { errorText } from './error-text.js';
 import { REPLY_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
-import { OfflineQueue } from './offline-queue.js';
+import { OfflineQueue, type SendEvent } from './offline-queue.js';
 import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from './options.js';
 import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
 import { decodeReply, nestReplyChannel, replyIdOf } from './reply-packet.js';
@@ -44,6 +45,7 @@ export class RedisPubSubClient
   private readonly pending = new Map<string, PendingRequest>();
   private readonly offline: OfflineQueue;
   private readonly positions = new PositionStamper();
+  private readonly durable: DurablePublisher;
   private started = false;
   private closed = false;
   private closing?: Promise<void>;
@@ -61,6 +63,7 @@ export class RedisPubSubClient
     this.link.subscribe('channel', this.replyChannel);
     this.replies = new ReplySubscriptions(this.link);
     this.offline = new OfflineQueue(this.settings.offlineQueue, this.link.publisher);
+    this.durable = new DurablePublisher(this.settings.durable);
     this.link.on('status', (state) => {
       this._status$.next(state);
       if (state === RedisPubSubStatus.CONNECTED) this.releaseWaiting();
@@ -122,16 +125,22 @@ export class RedisPubSubClient
     return { ...this.link.stats(), pending: { requests: this.pending.size, events: this.offline.size } };
   }
 
+  /** Resolves to the number of subscribers Redis delivered the event to (per node on a cluster). */
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
     if (this.closed) throw new Error(`${this.name}: emit() after close()`);
     const channel = this.normalizePattern(packet.pattern);
+    const durable = this.durable.has(channel);
     const envelope: unknown = await this.serializer.serialize({ ...packet, pattern: channel });
     // Stamped after the (possibly async) serializer, right before publishing: sequence order is wire order.
-    stampEnvelope(envelope, () => this.positions.next(channel));
+    const stamped = stampEnvelope(envelope, () => (durable ? this.durable.placeholder(this.positions.next(channel)) : this.positions.next(channel)));
     const message = JSON.stringify(envelope);
-    if (this.link.publisher.isReady) await this.link.publisher.redis.publish(channel, message);
-    else await this.offline.enqueue(channel, message);
-    return undefined as T;
+    let send: SendEvent;
+    if (durable) {
+      const frame = stamped ? this.durable.frame(message) : undefined;
+      if (!frame) throw new Error(`${this.name}: durable event "${channel}" not sent: the serializer must return an envelope object`);
+      send = () => this.durable.publish(this.link.publisher.redis, channel, frame);
+    } else send = () => this.link.publisher.redis.publish(channel, message);
+    return (this.link.publisher.isReady ? await send() : await this.offline.enqueue(channel, send)) as T;
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {

@@ -1,10 +1,13 @@
 import type { ManagedConnection } from './managed-connection.js';
 import type { OfflineQueueOptions } from './options.js';
 
+/** Publishes the event; resolves to the number of subscribers Redis delivered it to. */
+export type SendEvent = () => Promise<number>;
+
 interface QueuedEvent {
   channel: string;
-  message: string;
-  resolve: () => void;
+  send: SendEvent;
+  resolve: (receivers: number) => void;
   reject: (error: Error) => void;
   timer: NodeJS.Timeout;
 }
@@ -30,16 +33,16 @@ export class OfflineQueue {
     return this.queue.length;
   }
 
-  enqueue(channel: string, message: string): Promise<void> {
+  enqueue(channel: string, send: SendEvent): Promise<number> {
     const { maxSize, timeoutMs } = this.settings;
     if (this.closedReason !== undefined) return Promise.reject(new Error(`event "${channel}" not sent: ${this.closedReason}`));
     if (this.queue.length >= maxSize) {
       return Promise.reject(new Error(`event "${channel}" not sent: Redis is unreachable and the offline queue is full (${maxSize} events)`));
     }
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<number>((resolve, reject) => {
       const event: QueuedEvent = {
         channel,
-        message,
+        send,
         resolve,
         reject,
         timer: setTimeout(() => {
@@ -63,7 +66,7 @@ export class OfflineQueue {
   private flush(): void {
     for (const event of this.queue.splice(0)) {
       clearTimeout(event.timer);
-      this.publisher.redis.publish(event.channel, event.message).then(() => event.resolve(), event.reject);
+      event.send().then(event.resolve, event.reject);
     }
   }
 

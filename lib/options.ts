@@ -1,5 +1,6 @@
 import type { RedisOptions } from 'ioredis';
 import type { Deserializer, Serializer } from '@nestjs/microservices';
+import { DEFAULT_DURABLE_MAX_LEN, type DurableChannelOptions } from './delivery/durable-stream.js';
 
 export interface HeartbeatOptions {
   /** How often each connection is PINGed (and the publish-to-subscribe path probed). */
@@ -46,6 +47,11 @@ export interface RedisPubSubOptions {
   requestTimeoutMs?: number;
   /** Client: events emitted while the publisher is down. */
   offlineQueue?: OfflineQueueOptions;
+  /**
+   * Client: channels whose events are appended to a capped Redis Stream as they are published, so
+   * servers whose handler says `@EventPattern(channel, { durable: true })` recover what they missed.
+   */
+  durable?: Record<string, DurableChannelOptions>;
   serializer?: Serializer;
   deserializer?: Deserializer;
 }
@@ -71,6 +77,7 @@ export interface ResolvedOptions {
   closeTimeoutMs: number;
   requestTimeoutMs: number;
   offlineQueue: Required<OfflineQueueOptions>;
+  durable: Record<string, DurableChannelOptions>;
 }
 
 /** Node runs a timer longer than this, or of Infinity, after 1 ms instead: such values are refused. */
@@ -155,5 +162,14 @@ export function resolveOptions(options: RedisPubSubOptions = {}, defaultName: st
       maxSize: count(queue?.maxSize, DEFAULTS.offlineQueue.maxSize, 'offlineQueue.maxSize'),
       timeoutMs: timerMs(queue?.timeoutMs, DEFAULTS.offlineQueue.timeoutMs, 'offlineQueue.timeoutMs'),
     },
+    durable: Object.fromEntries(
+      Object.entries(options.durable ?? {}).map(([channel, retention]) => [
+        channel,
+        {
+          maxLen: positive(retention?.maxLen, DEFAULT_DURABLE_MAX_LEN, `durable["${channel}"].maxLen`),
+          ...(retention?.maxAgeMs === undefined ? {} : { maxAgeMs: positive(retention.maxAgeMs, 0, `durable["${channel}"].maxAgeMs`) }),
+        },
+      ]),
+    ),
   };
 }

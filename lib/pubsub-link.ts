@@ -45,6 +45,10 @@ export interface RedisPubSubEvents {
   'probe-failed': [info: { reason: string }];
   /** Events of one publisher on one channel never arrived (`missed` of them); the next one did. */
   gap: [info: GapInfo];
+  /** A durable channel caught up from its stream (after a resubscription, a gap or a new epoch); `replayed` may be 0. */
+  recovered: [info: { channel: string; replayed: number; durationMs: number; reason: 'gap' | 'new-epoch' | 'resubscribed' }];
+  /** Events of a durable channel that can no longer be delivered: trimmed past retention, or the stream was lost. */
+  unrecoverable: [info: { channel: string; missed: number; reason: 'trimmed' | 'stream-lost'; publisher?: string }];
   error: [error: Error];
 }
 

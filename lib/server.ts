@@ -30,6 +30,11 @@ interface EventCompletion {
 /** `@EventPattern('orders.*', { psubscribe: true })` asks for a PSUBSCRIBE glob instead of a channel. */
 export interface RedisPubSubHandlerExtras {
   psubscribe?: boolean;
+  /**
+   * Recover this channel's missed events from its stream after reconnects and gaps. Its publishers
+   * must list the channel in their `durable` option (they append to the stream).
+   */
+  durable?: boolean;
 }
 
 /**
@@ -69,14 +74,23 @@ export class RedisPubSubServer
     this.codec = new MessageCodec(this.settings.maxPayloadBytes, this.settings.maxDepth);
     this.link = new PubSubLink('server', this.settings, (channel, payload, pattern) => this.onMessage(channel, payload, pattern));
     this.link.on('status', (state) => this._status$.next(state));
-    this.delivery = new DeliveryGuard(this.link, (channel, problem) => this.reject(channel, problem));
+    this.delivery = new DeliveryGuard(
+      this.link,
+      (channel, problem) => this.reject(channel, problem),
+      (channel, payload) => this.onMessage(channel, payload, undefined, true),
+    );
   }
 
   listen(callback: (error?: unknown) => void): void {
     // Handlers are resolved once here, not per message.
     for (const [key, handler] of this.messageHandlers) {
       const route = { handler, isEvent: handler.isEventHandler === true, completion: this.eventCompletion(key) };
-      if ((handler.extras as RedisPubSubHandlerExtras | undefined)?.psubscribe) {
+      const extras = handler.extras as RedisPubSubHandlerExtras | undefined;
+      if (extras?.durable) {
+        if (extras.psubscribe) return callback(new Error(`${this.name}: "${key}": durable needs a channel, not a pattern (psubscribe)`));
+        this.delivery.addDurable(key);
+      }
+      if (extras?.psubscribe) {
         this.patternRoutes.set(key, route);
         this.link.subscribe('pattern', key);
       } else {
@@ -85,10 +99,14 @@ export class RedisPubSubServer
       }
     }
     transportRegistry.add(this);
-    this.link.start().then(
-      () => callback(),
-      (error: unknown) => callback(error),
-    );
+    // Resolves once subscribed and every durable channel knows where its stream stands.
+    this.link
+      .start()
+      .then(() => this.delivery.started())
+      .then(
+        () => callback(),
+        (error: unknown) => callback(error),
+      );
   }
 
   /**
@@ -98,6 +116,7 @@ export class RedisPubSubServer
   close(): Promise<void> {
     this.closed ??= (async () => {
       this.closing = true;
+      this.delivery.close();
       const ended = this.streams.endAll();
       if (ended > 0) this.link.logger.log(`close(): ended ${ended} open request stream(s)`);
       await this.link.closeSubscriber();
@@ -152,9 +171,10 @@ export class RedisPubSubServer
     });
   }
 
-  private onMessage(channel: string, payload: Buffer, pattern: string | undefined): void {
+  /** `replayed`: read back from a durable stream (not counted as received: the path probe reads that counter). */
+  private onMessage(channel: string, payload: Buffer, pattern: string | undefined, replayed = false): void {
     if (this.closing) return;
-    this.link.counters.received++;
+    if (!replayed) this.link.counters.received++;
     const route = pattern === undefined ? this.channelRoutes.get(channel) : this.patternRoutes.get(pattern);
     if (!route) return;
     const parsed = this.codec.parse(payload);
@@ -169,7 +189,7 @@ export class RedisPubSubServer
           if (isReplyPacket(packet)) return;
           const valid = validatePacket(packet);
           if (!valid.ok) return this.reject(channel, valid.problem);
-          this.dispatch(route, valid.value, channel, pattern);
+          this.dispatch(route, valid.value, channel, pattern, replayed);
         })
         .catch((error: unknown) => this.reject(channel, `deserializer failed: ${errorText(error)}`))
         .finally(() => this.settled());
@@ -177,11 +197,11 @@ export class RedisPubSubServer
     }
     const packet = this.codec.toPacket(channel, parsed.value);
     if (!packet.ok) return this.reject(channel, packet.problem);
-    this.dispatch(route, packet.value, channel, pattern);
+    this.dispatch(route, packet.value, channel, pattern, replayed);
   }
 
-  private dispatch(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined): void {
-    if (packet.id === undefined && !this.delivery.admit(channel, pattern, packet.metadata)) return;
+  private dispatch(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined, replayed = false): void {
+    if (packet.id === undefined && !this.delivery.admit(channel, pattern, packet.metadata, replayed)) return;
     const context = new RedisPubSubContext([channel, pattern, packet.metadata]);
     this.inFlight++;
     if (packet.id === undefined) {

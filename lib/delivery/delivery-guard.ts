@@ -1,7 +1,9 @@
 import type { PubSubLink } from '../pubsub-link.js';
 import { LossReport, type LossRecord } from './loss-report.js';
 import { PositionTracker } from './position-tracker.js';
-import { readPosition } from './position.js';
+import { DurableChannels, type DurableLoss } from './durable-recovery.js';
+import { DurableReader } from './durable-stream.js';
+import { parseStreamPosition, readPosition } from './position.js';
 
 /** `getStats().delivery` of a server. */
 export interface DeliveryStats {
@@ -20,36 +22,88 @@ export interface DeliveryStats {
 export class DeliveryGuard {
   private readonly tracker = new PositionTracker();
   private readonly losses: LossReport;
+  private readonly durable: DurableChannels;
 
+  /** `replay` delivers an event read back from a durable stream, as if it had just arrived. */
   constructor(
     private readonly link: PubSubLink,
     private readonly reject: (channel: string, problem: string) => void,
+    replay: (channel: string, payload: Buffer) => void,
   ) {
     this.losses = new LossReport(link.logger);
+    const reader = new DurableReader(() => link.publisher.redis);
+    this.durable = new DurableChannels(link, reader, replay, (loss) => this.unrecoverable(loss));
+    // A new subscriber connection missed whatever was published while there was none.
+    link.on('resubscribed', () => this.durable.recoverAll());
   }
 
-  admit(channel: string, pattern: string | undefined, metadata: Record<string, unknown> | undefined): boolean {
-    if (metadata === undefined) return true;
+  /** A channel whose handler asked for `{ durable: true }`. */
+  addDurable(channel: string): void {
+    this.durable.add(channel);
+  }
+
+  /** Once subscribed: the durable channels start from the current end of their streams (resolves once read). */
+  started(): Promise<void> {
+    return this.durable.anchorAll();
+  }
+
+  close(): void {
+    this.durable.close();
+  }
+
+  /** `replayed`: read back from a durable stream by a recovery, which already checked its offset. */
+  admit(channel: string, pattern: string | undefined, metadata: Record<string, unknown> | undefined, replayed = false): boolean {
+    const durable = pattern === undefined && this.durable.size > 0 && this.durable.has(channel);
+    if (metadata === undefined) {
+      if (durable) this.durable.warnUnstamped(channel);
+      return true;
+    }
     const read = readPosition(metadata);
     if (!read.ok) {
       this.reject(channel, read.problem);
       return false;
     }
     const position = read.position;
-    if (position === undefined) return true;
+    if (position === undefined) {
+      if (durable) this.durable.warnUnstamped(channel);
+      return true;
+    }
+    const inStream = durable && position.d !== undefined;
+    if (durable && !inStream) this.durable.warnUnstamped(channel);
+    if (inStream && !replayed) {
+      const verdict = this.durable.admitLive(channel, parseStreamPosition(position.d!)!);
+      if (verdict === 'skip') return false;
+      if (verdict === 'duplicate') {
+        this.link.counters.duplicates++;
+        return false;
+      }
+    }
     // A channel subscription and a pattern matching the same channel each receive the event once.
     const scope = pattern === undefined ? channel : `${pattern}\u0000${channel}`;
     const missed = this.tracker.check(scope, position.p, position.s);
     if (missed < 0) {
+      // Also catches a durable event appended twice (ioredis re-sending the script after a reconnect).
       this.link.counters.duplicates++;
       return false;
     }
-    if (missed > 0) this.gap(channel, pattern, position.p, missed);
+    if (inStream) {
+      if (this.durable.firstAfterEpochChange(channel, position.p) && missed > 0) {
+        this.unrecoverable({ channel, missed, reason: 'stream-lost', publisher: position.p });
+      }
+    } else if (missed > 0) this.gap(channel, pattern, position.p, missed);
     return true;
   }
 
   stats(): DeliveryStats {
     return { trackedPositions: this.tracker.size, recentLosses: this.losses.recent.map((loss) => ({ ...loss })) };
+  }
+
+  private unrecoverable(loss: DurableLoss): void {
+    const { channel, missed, reason, publisher } = loss;
+    this.link.counters.lost += missed;
+    const why = reason === 'trimmed' ? 'already trimmed from its stream (past maxLen/maxAgeMs)' : 'published to a stream that was lost or replaced (Redis restarted without persistence, or another Redis)';
+    this.losses.add({ kind: 'unrecoverable', channel, ...(publisher === undefined ? {} : { publisher }), missed, at: Date.now() }, `Cannot recover ${missed} event(s) on durable channel "${channel}": ${why}`);
+    this.link.events.emit('unrecoverable', loss);
   }
 
   private gap(channel: string, pattern: string | undefined, publisher: string, missed: number): void {
