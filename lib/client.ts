@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { MessageCodec } from './codec.js';
 import { DurablePublisher } from './delivery/durable-stream.js';
 import { PositionStamper, stampEnvelope } from './delivery/position.js';
+import { publishConfirmed } from './delivery/publish-confirm.js';
 import { errorText } from './error-text.js';
 import { REPLY_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import { OfflineQueue, type SendEvent } from './offline-queue.js';
@@ -140,7 +141,8 @@ export class RedisPubSubClient
       if (!frame) throw new Error(`${this.name}: durable event "${channel}" not sent: the serializer must return an envelope object`);
       send = () => this.durable.publish(this.link.publisher.redis, channel, frame);
     } else send = () => this.link.publisher.redis.publish(channel, message);
-    return (this.link.publisher.isReady ? await send() : await this.offline.enqueue(channel, send)) as T;
+    const publish = () => (this.link.publisher.isReady ? send() : this.offline.enqueue(channel, send));
+    return (await publishConfirmed(publish, this.settings.requireReceiver, () => `${this.name}: event "${channel}"`)) as T;
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {

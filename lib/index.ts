@@ -8,3 +8,5 @@ export type { DeliveryStats } from './delivery/delivery-guard.js';
 export type { LossRecord } from './delivery/loss-report.js';
 export type { ConnectionStats, ConnectionRole, ConnectionState } from './managed-connection.js';
 export { transportRegistry, type MonitoredTransport } from './transport-registry.js';
+export type { DurableChannelOptions } from './delivery/durable-stream.js';
+export type { RequireReceiverOptions } from './delivery/publish-confirm.js';

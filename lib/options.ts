@@ -1,6 +1,7 @@
 import type { RedisOptions } from 'ioredis';
 import type { Deserializer, Serializer } from '@nestjs/microservices';
 import { DEFAULT_DURABLE_MAX_LEN, type DurableChannelOptions } from './delivery/durable-stream.js';
+import { DEFAULT_REQUIRE_RECEIVER, type RequireReceiverOptions } from './delivery/publish-confirm.js';
 
 export interface HeartbeatOptions {
   /** How often each connection is PINGed (and the publish-to-subscribe path probed). */
@@ -52,6 +53,11 @@ export interface RedisPubSubOptions {
    * servers whose handler says `@EventPattern(channel, { durable: true })` recover what they missed.
    */
   durable?: Record<string, DurableChannelOptions>;
+  /**
+   * Client: emit() fails when Redis delivered the event to no subscriber, after publishing it again
+   * `retries` times. `true` takes the defaults. Off by default: emit() resolves to the receiver count.
+   */
+  requireReceiver?: boolean | RequireReceiverOptions;
   serializer?: Serializer;
   deserializer?: Deserializer;
 }
@@ -78,6 +84,7 @@ export interface ResolvedOptions {
   requestTimeoutMs: number;
   offlineQueue: Required<OfflineQueueOptions>;
   durable: Record<string, DurableChannelOptions>;
+  requireReceiver: Required<RequireReceiverOptions> | false;
 }
 
 /** Node runs a timer longer than this, or of Infinity, after 1 ms instead: such values are refused. */
@@ -162,6 +169,7 @@ export function resolveOptions(options: RedisPubSubOptions = {}, defaultName: st
       maxSize: count(queue?.maxSize, DEFAULTS.offlineQueue.maxSize, 'offlineQueue.maxSize'),
       timeoutMs: timerMs(queue?.timeoutMs, DEFAULTS.offlineQueue.timeoutMs, 'offlineQueue.timeoutMs'),
     },
+    requireReceiver: resolveRequireReceiver(options.requireReceiver),
     durable: Object.fromEntries(
       Object.entries(options.durable ?? {}).map(([channel, retention]) => [
         channel,
@@ -172,4 +180,14 @@ export function resolveOptions(options: RedisPubSubOptions = {}, defaultName: st
       ]),
     ),
   };
+}
+
+function resolveRequireReceiver(option: boolean | RequireReceiverOptions | undefined): Required<RequireReceiverOptions> | false {
+  if (option === undefined || option === false) return false;
+  const given = option === true ? {} : option;
+  const retries = given.retries ?? DEFAULT_REQUIRE_RECEIVER.retries;
+  if (!Number.isInteger(retries) || retries < 0) {
+    throw new TypeError(`nestjs-redis-pubsub: option "requireReceiver.retries" must be an integer >= 0, got ${String(retries)}`);
+  }
+  return { retries, retryDelayMs: positive(given.retryDelayMs, DEFAULT_REQUIRE_RECEIVER.retryDelayMs, 'requireReceiver.retryDelayMs') };
 }
