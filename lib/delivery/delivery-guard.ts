@@ -32,7 +32,9 @@ export class DeliveryGuard {
   ) {
     this.losses = new LossReport(link.logger);
     const reader = new DurableReader(() => link.publisher.redis);
-    this.durable = new DurableChannels(link, reader, replay, (loss) => this.unrecoverable(loss));
+    const publisherReady = () =>
+      link.publisher.isReady ? Promise.resolve() : new Promise<void>((resolve) => link.publisher.once('ready', () => resolve()));
+    this.durable = new DurableChannels(link, reader, publisherReady, replay, (loss) => this.unrecoverable(loss));
     // A new subscriber connection missed whatever was published while there was none.
     link.on('resubscribed', () => this.durable.recoverAll());
   }

@@ -58,6 +58,8 @@ export class DurableChannels {
   constructor(
     private readonly link: PubSubLink,
     private readonly reader: DurableReader,
+    /** Resolves once the connection the reader uses is up (a recovery waits for it rather than failing). */
+    private readonly readerReady: () => Promise<void>,
     private readonly replay: (channel: string, payload: Buffer) => void,
     private readonly unrecoverable: (loss: DurableLoss) => void,
   ) {}
@@ -185,6 +187,7 @@ export class DurableChannels {
       do {
         state.again = false;
         try {
+          await this.readerReady();
           replayed += await this.pass(channel, state);
           attempt = 0;
         } catch (error) {
