@@ -1,4 +1,5 @@
 import type { CostResult } from '../sections/cost.js';
+import type { DeliveryResult } from '../sections/delivery.js';
 import type { LatencyResult } from '../sections/latency.js';
 import type { ProfileResult } from '../sections/profile.js';
 import type { RecoveryResult, TrialOutcome } from '../sections/recovery.js';
@@ -7,6 +8,7 @@ import type { RpcResult } from '../sections/rpc.js';
 import type { ThroughputResult } from '../sections/throughput.js';
 import type { MachineInfo } from './machine.js';
 import { barChart } from './svg.js';
+import { deliverySection, deliveryTarget } from './report-delivery.js';
 
 export interface SectionRecord<T> {
   at: string;
@@ -25,6 +27,7 @@ export interface AllResults {
     resubscribe?: SectionRecord<ResubscribeResult>;
     cost?: SectionRecord<CostResult>;
     profile?: SectionRecord<ProfileResult>;
+    delivery?: SectionRecord<DeliveryResult>;
   };
 }
 
@@ -76,6 +79,7 @@ interface TargetRow {
 
 function targets(r: AllResults): TargetRow[] {
   const rows: TargetRow[] = [];
+  if (r.sections.delivery) rows.push(deliveryTarget(r.sections.delivery.data));
   const t = r.sections.throughput?.data;
   if (t) {
     for (const id of ['pubsub', 'pubsub-hb500']) {
@@ -425,6 +429,7 @@ export function renderMarkdown(r: AllResults): string {
   if (s.resubscribe) out.push(...resubscribeSection(s.resubscribe), '');
   if (s.cost) out.push(...costSection(s.cost), '');
   if (s.profile) out.push(...profileSection(s.profile), '');
+  if (s.delivery) out.push(...deliverySection(s.delivery.data), '');
   out.push(...methodNotes());
   return out.join('\n') + '\n';
 }
