@@ -171,23 +171,21 @@ export function resolveOptions(options: RedisPubSubOptions = {}, defaultName: st
     },
     requireReceiver: resolveRequireReceiver(options.requireReceiver),
     durable: Object.fromEntries(
-      Object.entries(options.durable ?? {}).map(([channel, retention]) => [
-        channel,
-        {
-          maxLen: positive(retention?.maxLen, DEFAULT_DURABLE_MAX_LEN, `durable["${channel}"].maxLen`),
-          ...(retention?.maxAgeMs === undefined ? {} : { maxAgeMs: positive(retention.maxAgeMs, 0, `durable["${channel}"].maxAgeMs`) }),
-        },
-      ]),
+      Object.entries(group(options.durable, 'durable') ?? {}).map(([channel, retention]) => {
+        const field = `durable["${channel}"]`;
+        group(retention, field);
+        // maxAgeMs is not a Node timer (the script trims by stream id): any whole number of ms.
+        const maxAgeMs = count(retention?.maxAgeMs, 0, `${field}.maxAgeMs`);
+        return [channel, { maxLen: count(retention?.maxLen, DEFAULT_DURABLE_MAX_LEN, `${field}.maxLen`), ...(maxAgeMs > 0 ? { maxAgeMs } : {}) }];
+      }),
     ),
   };
 }
 
 function resolveRequireReceiver(option: boolean | RequireReceiverOptions | undefined): Required<RequireReceiverOptions> | false {
   if (option === undefined || option === false) return false;
-  const given = option === true ? {} : option;
+  const given = option === true ? {} : group(option, 'requireReceiver');
   const retries = given.retries ?? DEFAULT_REQUIRE_RECEIVER.retries;
-  if (!Number.isInteger(retries) || retries < 0) {
-    throw new TypeError(`nestjs-redis-pubsub: option "requireReceiver.retries" must be an integer >= 0, got ${String(retries)}`);
-  }
-  return { retries, retryDelayMs: positive(given.retryDelayMs, DEFAULT_REQUIRE_RECEIVER.retryDelayMs, 'requireReceiver.retryDelayMs') };
+  if (typeof retries !== 'number' || !Number.isSafeInteger(retries) || retries < 0) throw invalid('requireReceiver.retries', 'a whole number from 0', retries);
+  return { retries, retryDelayMs: timerMs(given.retryDelayMs, DEFAULT_REQUIRE_RECEIVER.retryDelayMs, 'requireReceiver.retryDelayMs') };
 }

@@ -1,3 +1,7 @@
+import 'reflect-metadata';
+import { Controller, Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { EventPattern, Payload, Transport } from '@nestjs/microservices';
 import { firstValueFrom } from 'rxjs';
 import type { Redis } from 'ioredis';
 import { RedisPubSubClient, RedisPubSubServer } from '../lib/index.js';
@@ -8,7 +12,9 @@ import { FaultProxy } from './harness/fault-proxy.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { waitFor } from './harness/wait.js';
 import { FAST_HEARTBEAT } from './support/fault-rig.js';
+import { CaptureLogger } from './support/capture-logger.js';
 import { DURABLE_CHANNEL, startDurableApp, type DurableApp } from './support/durable-app.js';
+import { Inbox } from './support/inbox.js';
 import { listen } from './support/transport-utils.js';
 
 const emit = (client: RedisPubSubClient, n: number, channel = DURABLE_CHANNEL) => firstValueFrom(client.emit(channel, { n }), { defaultValue: undefined });
@@ -182,8 +188,34 @@ describe('durable channels against a real redis-server', () => {
     expect(handler).toBeDefined();
   });
 
+  it("Nest's built-in Transport.REDIS handles durable events as plain ones (the position is only metadata)", async () => {
+    const inbox = new Inbox();
+    @Controller()
+    class BuiltInController {
+      @EventPattern(DURABLE_CHANNEL)
+      handle(@Payload() data: unknown) {
+        inbox.push({ handler: 'built-in', data, channel: DURABLE_CHANNEL, pattern: undefined, metadata: undefined });
+      }
+    }
+    @Module({ controllers: [BuiltInController] })
+    class BuiltInModule {}
+    const builtIn = await NestFactory.createMicroservice(BuiltInModule, { transport: Transport.REDIS, options: { host: redis.host, port: redis.port }, logger: new CaptureLogger() });
+    await builtIn.listen();
+    try {
+      // ServerRedis resolves listen() before its SUBSCRIBE is acknowledged: wait until Redis counts it.
+      await waitFor(async () => ((await direct.call('PUBSUB', 'NUMSUB', DURABLE_CHANNEL)) as [string, number])[1] > 0);
+      await emit(client, 1);
+      await emit(client, 2);
+      await inbox.waitFor((items) => items.length === 2);
+      expect(inbox.items.map((i) => i.data)).toEqual([{ n: 1 }, { n: 2 }]);
+    } finally {
+      await builtIn.close();
+    }
+  });
+
   it('rejects bad retention options with the option named', () => {
-    expect(() => new RedisPubSubClient({ durable: { x: { maxLen: 0 } } })).toThrow('option "durable["x"].maxLen" must be a positive number');
-    expect(() => new RedisPubSubClient({ durable: { x: { maxAgeMs: -1 } } })).toThrow('option "durable["x"].maxAgeMs" must be a positive number');
+    expect(() => new RedisPubSubClient({ durable: { x: { maxLen: 0 } } })).toThrow('option "durable["x"].maxLen" must be a whole number from 1, got 0');
+    expect(() => new RedisPubSubClient({ durable: { x: { maxAgeMs: -1 } } })).toThrow('option "durable["x"].maxAgeMs" must be a whole number from 1, got -1');
+    expect(() => new RedisPubSubClient({ durable: { x: 'orders' as never } })).toThrow('option "durable["x"]" must be an object');
   });
 });

@@ -66,7 +66,7 @@ describe('publish confirmation against a real redis-server', () => {
   });
 
   it('requireReceiver: rejects bad values with the option named', () => {
-    expect(() => new RedisPubSubClient({ requireReceiver: { retries: -1 } })).toThrow('option "requireReceiver.retries" must be an integer >= 0');
-    expect(() => new RedisPubSubClient({ requireReceiver: { retryDelayMs: 0 } })).toThrow('option "requireReceiver.retryDelayMs" must be a positive number');
+    expect(() => new RedisPubSubClient({ requireReceiver: { retries: -1 } })).toThrow('option "requireReceiver.retries" must be a whole number from 0, got -1');
+    expect(() => new RedisPubSubClient({ requireReceiver: { retryDelayMs: 0 } })).toThrow('option "requireReceiver.retryDelayMs" must be a whole number of milliseconds from 1');
   });
 });
