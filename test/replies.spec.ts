@@ -6,7 +6,7 @@
 import 'reflect-metadata';
 import { Controller, Logger, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ClientRedis, MessagePattern, Payload, type Deserializer, type IncomingResponse } from '@nestjs/microservices';
+import { ClientRedis, MessagePattern, Payload, Transport, type Deserializer, type IncomingResponse } from '@nestjs/microservices';
 import { firstValueFrom, lastValueFrom, Observable } from 'rxjs';
 import { Redis } from 'ioredis';
 import { RedisPubSubClient, RedisPubSubServer } from '../lib/index.js';
@@ -102,6 +102,39 @@ describe('replies', () => {
       } finally {
         await client.close();
         await app.close();
+      }
+    });
+
+    it("a 2 MiB reply from a Transport.REDIS server (on \"<channel>.reply\")", async () => {
+      @Controller()
+      class BuiltInBigController {
+        @MessagePattern('builtin.big')
+        big() {
+          return 'x'.repeat(2 * MiB);
+        }
+      }
+      @Module({ controllers: [BuiltInBigController] })
+      class BuiltInModule {}
+      const builtIn = await NestFactory.createMicroservice(BuiltInModule, {
+        transport: Transport.REDIS,
+        options: { host: redis.host, port: redis.port },
+        logger: new CaptureLogger(),
+      });
+      await builtIn.listen();
+      const client = new RedisPubSubClient({ url: redis.url, requestTimeoutMs: 50_000 });
+      const logger = new CaptureLogger();
+      Logger.overrideLogger(logger);
+      try {
+        await waitFor(async () => ((await redis.command('PUBSUB', 'NUMSUB', 'builtin.big')) as [string, number])[1] === 1, {
+          message: 'the built-in server subscribed',
+        });
+        await expect(firstValueFrom(client.send('builtin.big', {}))).rejects.toThrow(
+          /request to "builtin\.big" failed: reply rejected: payload of \d+ bytes exceeds maxPayloadBytes \(1048576\)/,
+        );
+        expect(logger.errors(/^Invalid reply on channel "builtin\.big\.reply": payload of \d+ bytes/)).toHaveLength(1);
+      } finally {
+        await client.close();
+        await builtIn.close();
       }
     });
 
