@@ -23,6 +23,8 @@ interface PendingRequest {
   /** Set while the request waits for the transport to (re)connect before publishing. */
   whenConnected?: () => void;
   published: boolean;
+  /** Holds its "<channel>.reply" subscription (released when the request ends). */
+  listening?: boolean;
 }
 
 /**
@@ -173,7 +175,8 @@ export class RedisPubSubClient
     }
     if (!this.pending.has(id)) return;
     // Nest-protocol responders (Transport.REDIS servers) answer on "<channel>.reply": listen there first.
-    const listening = this.replies.ensure(request.channel);
+    request.listening = true;
+    const listening = this.replies.acquire(request.channel);
     if (listening !== true && !(await listening)) throw new Error('the reply connection to Redis was lost');
     if (!this.pending.has(id)) return;
     const message = JSON.stringify(await this.serializer.serialize(packet));
@@ -256,6 +259,7 @@ export class RedisPubSubClient
     if (!request) return;
     clearTimeout(request.timer);
     this.pending.delete(id);
+    if (request.listening) this.replies.release(request.channel);
     request.whenConnected?.();
   }
 }

@@ -31,6 +31,12 @@ export class SubscriptionRegistry {
     this.confirmed[kind].add(name);
   }
 
+  /** A name no longer wanted (the caller unsubscribes it from the current socket itself). */
+  remove(kind: SubscriptionKind, name: string): void {
+    this.wanted[kind].delete(name);
+    this.confirmed[kind].delete(name);
+  }
+
   countOf(kind: SubscriptionKind): number {
     return this.wanted[kind].size;
   }

@@ -8,6 +8,7 @@ import { NestFactory } from '@nestjs/core';
 import { MessagePattern, Payload, Transport } from '@nestjs/microservices';
 import { firstValueFrom } from 'rxjs';
 import { RedisPubSubClient, RedisPubSubStatus } from '../lib/index.js';
+import { IDLE_REPLY_CHANNELS } from '../lib/reply-subscriptions.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { waitFor } from './harness/wait.js';
 import { CaptureLogger } from './support/capture-logger.js';
@@ -85,6 +86,34 @@ describe('"<channel>.reply" subscriptions of RedisPubSubClient', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('keeps at most IDLE_REPLY_CHANNELS idle ones, dropping the least recently used, never one in use', async () => {
+    const client = new RedisPubSubClient({ url: redis.url, name: 'many-channels', requestTimeoutMs: 50_000 });
+    const replyChannels = async () => ((await redis.command('PUBSUB', 'CHANNELS', '*.reply')) as string[]).sort();
+    try {
+      await expect(firstValueFrom(client.send('math.sum', [1, 1]))).resolves.toBe(2);
+      // Stays pending (the handler never answers): its reply channel is in use throughout.
+      const never = firstValueFrom(client.send('math.never', {})).catch((error: Error) => error);
+      await waitFor(async () => (await replyChannels()).includes('math.never.reply'), { message: 'math.never.reply subscribed' });
+      const extra = IDLE_REPLY_CHANNELS + 5;
+      for (let i = 0; i < extra; i += 50) {
+        const batch = Array.from({ length: Math.min(50, extra - i) }, (_, k) => firstValueFrom(client.send(`nobody.${i + k}`, 1)).catch((e: Error) => e));
+        for (const error of await Promise.all(batch)) expect(String(error)).toMatch(/no subscriber for pattern "nobody\.\d+"/);
+      }
+      await waitFor(async () => (await replyChannels()).length === IDLE_REPLY_CHANNELS, { message: `${IDLE_REPLY_CHANNELS} reply channels left` });
+      const left = await replyChannels();
+      expect(left).toContain('math.never.reply');
+      expect(left).not.toContain('math.sum.reply');
+      expect(left).toContain(`nobody.${extra - 1}.reply`);
+      expect(client.getStats().subscriptions).toMatchObject({ expected: IDLE_REPLY_CHANNELS + 2, missing: [] });
+      expect(client.getStats().state).toBe(RedisPubSubStatus.CONNECTED);
+      await expect(firstValueFrom(client.send('math.sum', [2, 2]))).resolves.toBe(4);
+      await client.close();
+      expect(String(await never)).toMatch(/the client was closed/);
+    } finally {
+      await client.close();
     }
   });
 
