@@ -228,6 +228,33 @@ describe('replies', () => {
   });
 
   describe('close() and request streams', () => {
+    it('drains a stream that has not emitted yet like any in-flight handler, up to closeTimeoutMs', async () => {
+      let subscribed = false;
+      @Controller()
+      class SilentController {
+        @MessagePattern('silent')
+        silent(): Observable<number> {
+          return new Observable<number>(() => {
+            subscribed = true;
+          });
+        }
+      }
+      const { app, logger } = await startApp(SilentController, { closeTimeoutMs: 300 });
+      const client = new RedisPubSubClient({ url: redis.url, requestTimeoutMs: 50_000 });
+      try {
+        let error: unknown;
+        client.send('silent', {}).subscribe({ error: (e: unknown) => (error = e) });
+        await waitFor(() => subscribed, { message: 'silent handler subscribed' });
+        await app.close();
+        expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toContain('close(): 1 handler(s) still running after 300 ms');
+        expect(logger.lines.some((l) => l.message.includes('open request stream'))).toBe(false);
+        expect(error).toBeUndefined();
+      } finally {
+        await client.close();
+        await app.close();
+      }
+    });
+
     it('ends a never-completing stream at once (Nest broadcast), still drains an ordinary handler, then closes', async () => {
       const gate = new Gate();
       @Controller()
