@@ -13,8 +13,10 @@ export class RequestStreams {
   private readonly open = new Set<() => void>();
   private ended = false;
 
-  track<T>(source: Observable<T>): Observable<T> {
+  /** `control.stop`, once subscribed, unsubscribes the handler's Observable (when its caller is gone). */
+  track<T>(source: Observable<T>, control: { stop?: () => void }): Observable<T> {
     return new Observable<T>((subscriber) => {
+      control.stop = () => subscriber.complete();
       const end = () => subscriber.error(STREAM_ENDED_BY_CLOSE);
       let streaming = false;
       const subscription = source.subscribe({

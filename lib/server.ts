@@ -220,6 +220,7 @@ export class RedisPubSubServer
       return void this.reply(replyChannel, { id, err: NO_MESSAGE_HANDLER, status: 'error', isDisposed: true }).catch(() => undefined);
     }
     let open = true;
+    const stream: { stop?: () => void } = {};
     // Settles once the last reply is published (close() drains before closing the publisher).
     const respond = (message: WritePacket): Promise<unknown> => {
       if (!open) return Promise.resolve();
@@ -228,8 +229,10 @@ export class RedisPubSubServer
       if (!message.isDisposed && message.err === undefined) {
         return sent.then((delivered) => {
           if (!delivered && open) {
+            // The caller got an error instead of this value: the rest of the stream goes nowhere.
             open = false;
             this.settled();
+            stream.stop?.();
           }
         });
       }
@@ -240,7 +243,7 @@ export class RedisPubSubServer
       context,
       async (): Promise<Observable<unknown>> => {
         try {
-          return this.streams.track(this.transformToObservable(await route.handler(packet.data, context)));
+          return this.streams.track(this.transformToObservable(await route.handler(packet.data, context)), stream);
         } catch (error) {
           return throwError(() => error);
         }

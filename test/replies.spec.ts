@@ -105,6 +105,36 @@ describe('replies', () => {
       }
     });
 
+    it('an oversize value in a stream ends the request and unsubscribes the stream', async () => {
+      let tornDown = false;
+      @Controller()
+      class GrowingController {
+        @MessagePattern('growing')
+        growing(): Observable<string> {
+          return new Observable<string>((observer) => {
+            observer.next('small');
+            observer.next('x'.repeat(2 * MiB));
+            return () => (tornDown = true);
+          });
+        }
+      }
+      const { app, server } = await startApp(GrowingController);
+      const client = new RedisPubSubClient({ url: redis.url, requestTimeoutMs: 50_000 });
+      try {
+        const values: unknown[] = [];
+        let error: unknown;
+        client.send('growing', {}).subscribe({ next: (v) => values.push(v), error: (e: unknown) => (error = e) });
+        await waitFor(() => error !== undefined, { message: 'the caller got the error' });
+        expect(values).toEqual(['small']);
+        expect(error).toMatchObject({ status: 'error', message: expect.stringMatching(/^reply not sent: reply of \d+ bytes exceeds/) });
+        await waitFor(() => tornDown, { message: 'stream unsubscribed' });
+        expect(server.getStats().messages.handlerErrors).toBe(1);
+      } finally {
+        await client.close();
+        await app.close();
+      }
+    });
+
     it("a 2 MiB reply from a Transport.REDIS server (on \"<channel>.reply\")", async () => {
       @Controller()
       class BuiltInBigController {
