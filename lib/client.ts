@@ -35,7 +35,11 @@ interface PendingRequest {
  * or "connection lost".
  */
 export class RedisPubSubClient
-  extends ClientProxy<RedisPubSubEventCallbacks, RedisPubSubStatus>
+  // Status is Nest's default `string` on purpose: ClientsModule's `customClass` is
+  // Type<ClientProxy<..., string>> and the base class's `_status$` subject is invariant, so a
+  // narrower type here fails `customClass: RedisPubSubClient` under strictFunctionTypes.
+  // `status` below keeps the precise type.
+  extends ClientProxy<RedisPubSubEventCallbacks, string>
   implements MonitoredTransport
 {
   readonly name: string;
@@ -73,6 +77,10 @@ export class RedisPubSubClient
     });
     // A reply published while the subscriber is down is lost: fail now rather than at the timeout.
     this.link.subscriber.on('lost', (reason) => this.failAll(`the reply connection to Redis was lost (${reason})`, true));
+  }
+
+  override get status(): Observable<RedisPubSubStatus> {
+    return super.status as Observable<RedisPubSubStatus>; // only RedisPubSubStatus values are emitted
   }
 
   /** Starts both connections and resolves once they are up and the reply channel is subscribed. */

@@ -62,14 +62,14 @@ export class OrdersController implements OnApplicationBootstrap {
     return { processed: this.store.processed, audited: this.store.audited };
   }
 
-  @EventPattern('orders.created')
+  @EventPattern<string>('orders.created')
   created(@Payload() order: Order, @Ctx() context: RedisPubSubContext): void {
     this.store.add({ ...order, processedAt: new Date().toISOString() });
     this.logger.log(`processed order ${order.id} (${order.quantity} x ${order.item}) from channel ${context.getChannel()}`);
   }
 
   /** A PSUBSCRIBE glob: sees every `orders.*` event. */
-  @EventPattern('orders.*', { psubscribe: true })
+  @EventPattern<string>('orders.*', { psubscribe: true })
   audit(): void {
     this.store.audited++;
   }

@@ -33,7 +33,7 @@ describe('zero glue: the indicator finds instances however Nest created them', (
   it('createMicroservice + ClientsModule: both watched, closed ones reported down after app.close()', async () => {
     @Controller()
     class Handlers {
-      @EventPattern('di.event')
+      @EventPattern<string>('di.event')
       handle(): void {}
     }
     @Module({

@@ -50,7 +50,7 @@ describe("interop with Nest's built-in Redis transport (Transport.REDIS)", () =>
     const inbox = new Inbox();
     @Controller()
     class BuiltInController {
-      @EventPattern('legacy.event')
+      @EventPattern<string>('legacy.event')
       handle(@Payload() data: unknown, @Ctx() ctx: RedisContext) {
         inbox.push({ handler: 'legacy', data, channel: ctx.getChannel(), pattern: undefined, metadata: undefined });
       }

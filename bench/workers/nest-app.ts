@@ -11,12 +11,12 @@ import { onEvent, onMarker } from './sink.js';
 
 @Controller()
 class BenchController {
-  @EventPattern(EVENT_CHANNEL)
+  @EventPattern<string>(EVENT_CHANNEL)
   event(@Payload() data: unknown) {
     onEvent(data);
   }
 
-  @EventPattern(MARKER_CHANNEL)
+  @EventPattern<string>(MARKER_CHANNEL)
   marker(@Payload() data: unknown) {
     onMarker(data);
   }

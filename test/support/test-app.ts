@@ -27,33 +27,33 @@ export function createController(state: TestAppState) {
 
   @Controller()
   class OrdersController {
-    @EventPattern('orders.created')
+    @EventPattern<string>('orders.created')
     created(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       record('created', data, ctx);
     }
 
-    @EventPattern('orders.created')
+    @EventPattern<string>('orders.created')
     createdAudit(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       record('created-audit', data, ctx);
     }
 
-    @EventPattern('inbound')
+    @EventPattern<string>('inbound')
     inbound(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       record('inbound', data, ctx);
     }
 
-    @EventPattern('orders.*', { psubscribe: true })
+    @EventPattern<string>('orders.*', { psubscribe: true })
     anyOrder(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       record('any-order', data, ctx);
     }
 
-    @EventPattern('orders.fail')
+    @EventPattern<string>('orders.fail')
     fail(@Payload() data: unknown) {
       if ((data as { sync?: boolean })?.sync) throw new Error('handler exploded synchronously');
       return Promise.reject(new Error('handler rejected'));
     }
 
-    @EventPattern('orders.slow')
+    @EventPattern<string>('orders.slow')
     async slow(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       const gate = state.gate!;
       gate.entered = true;
