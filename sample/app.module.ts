@@ -1,4 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
+import { ConfigModule, ConfigService } from '@nestjs/config';
 import { ClientsModule } from '@nestjs/microservices';
 import { TerminusModule } from '@nestjs/terminus';
 import { RedisPubSubClient, type RedisPubSubOptions } from '../lib/index.js';
@@ -11,18 +12,29 @@ import { OrdersStore } from './orders.store.js';
 @Module({})
 export class AppModule {
   static register(config: SampleConfig): DynamicModule {
-    const clientOptions: RedisPubSubOptions = {
-      url: config.redisUrl,
-      name: CLIENT_NAME,
-      heartbeat: config.heartbeat,
-      retry: config.retry,
-    };
     return {
       module: AppModule,
       imports: [
+        // Settings reach the app through ConfigService, as REDIS_URL does in most apps. main.ts builds
+        // them from the environment (tests build their own), so process.env is not read a second time.
+        ConfigModule.forRoot({ isGlobal: true, ignoreEnvFile: true, skipProcessEnv: true, load: [() => ({ ...config })] }),
         TerminusModule.forRoot(),
         RedisPubSubHealthModule.forRoot(config.health),
-        ClientsModule.register([{ name: EVENTS, customClass: RedisPubSubClient, options: clientOptions }]),
+        ClientsModule.registerAsync([
+          {
+            name: EVENTS,
+            inject: [ConfigService],
+            useFactory: (settings: ConfigService<SampleConfig, true>) => ({
+              customClass: RedisPubSubClient,
+              options: {
+                url: settings.get('redisUrl', { infer: true }),
+                name: CLIENT_NAME,
+                heartbeat: settings.get('heartbeat', { infer: true }),
+                retry: settings.get('retry', { infer: true }),
+              } satisfies RedisPubSubOptions,
+            }),
+          },
+        ]),
       ],
       controllers: [OrdersController, HealthController],
       providers: [OrdersStore],

@@ -1,4 +1,5 @@
 import { Logger, type INestApplication } from '@nestjs/common';
+import { ConfigService } from '@nestjs/config';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { RedisPubSubServer } from '../lib/index.js';
@@ -25,11 +26,12 @@ export async function createSampleApp(config: SampleConfig): Promise<SampleApp> 
     logger: config.logger,
     abortOnError: false,
   });
+  const settings = app.get<ConfigService<SampleConfig, true>>(ConfigService);
   const server = new RedisPubSubServer({
-    url: config.redisUrl,
+    url: settings.get('redisUrl', { infer: true }),
     name: SERVER_NAME,
-    heartbeat: config.heartbeat,
-    retry: config.retry,
+    heartbeat: settings.get('heartbeat', { infer: true }),
+    retry: settings.get('retry', { infer: true }),
   });
   app.connectMicroservice({ strategy: server });
   try {
