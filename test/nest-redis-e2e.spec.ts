@@ -82,7 +82,8 @@ async function startServer(side: Side, redis: RedisServerHandle, received: Recei
   return app;
 }
 
-function createClient(side: Side, redis: RedisServerHandle): ClientProxy & { connect(): Promise<unknown>; close(): Promise<unknown> } {
+// Pick: under strictFunctionTypes Nest 12's ClientRedis is not assignable to ClientProxy<..., string> (its status type is narrower).
+function createClient(side: Side, redis: RedisServerHandle): Pick<ClientProxy, 'send' | 'emit'> & { connect(): Promise<unknown>; close(): Promise<unknown> } {
   return side === 'ours' ? new RedisPubSubClient({ url: redis.url, requestTimeoutMs: 20_000 }) : new ClientRedis({ host: redis.host, port: redis.port });
 }
 
