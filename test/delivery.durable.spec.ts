@@ -192,7 +192,7 @@ describe('durable channels against a real redis-server', () => {
     const inbox = new Inbox();
     @Controller()
     class BuiltInController {
-      @EventPattern(DURABLE_CHANNEL)
+      @EventPattern<string>(DURABLE_CHANNEL)
       handle(@Payload() data: unknown) {
         inbox.push({ handler: 'built-in', data, channel: DURABLE_CHANNEL, pattern: undefined, metadata: undefined });
       }

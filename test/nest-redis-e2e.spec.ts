@@ -54,7 +54,7 @@ function createMathController(received: Received) {
       return n * 2;
     }
 
-    @EventPattern('notification')
+    @EventPattern<string>('notification')
     notification(@Payload() data: unknown) {
       received.notified.push(data);
     }

@@ -32,17 +32,17 @@ export async function startDurableApp(options: RedisPubSubOptions): Promise<Dura
   const inbox = new Inbox();
   @Controller()
   class DurableController {
-    @EventPattern(DURABLE_CHANNEL, { durable: true })
+    @EventPattern<string>(DURABLE_CHANNEL, { durable: true })
     durable(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       inbox.push({ handler: 'durable', data, channel: ctx.getChannel(), pattern: undefined, metadata: ctx.getMetadata() });
     }
 
-    @EventPattern('orders.plain')
+    @EventPattern<string>('orders.plain')
     plain(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       inbox.push({ handler: 'plain', data, channel: ctx.getChannel(), pattern: undefined, metadata: ctx.getMetadata() });
     }
 
-    @EventPattern('noise')
+    @EventPattern<string>('noise')
     noise() {
       /* flood target for the slow-consumer fault */
     }
