@@ -5,6 +5,19 @@ export interface ProxyTarget {
   port: number;
 }
 
+/** How many of a client's first bytes are kept to match connections by name (CLIENT SETNAME). */
+const HEAD_BYTES = 4096;
+
+/** Selects connections by a string their client sent first, e.g. a connection name `orders:sub`; all when omitted. */
+export interface ConnectionMatch {
+  match?: string;
+}
+
+export interface Partition {
+  /** Delivers everything held, in order in each direction, and forwards normally again. */
+  heal(): void;
+}
+
 /** Client bytes buffered while an upstream connects; above this the client socket is paused. */
 const PENDING_HIGH_WATER = 1024 * 1024;
 
@@ -17,6 +30,10 @@ class Link {
   pendingBytes = 0;
   /** dead: bytes are dropped in both directions and closes are not propagated */
   blackholed = false;
+  /** partitioned: bytes are held in both directions (as TCP would retransmit them) until the partition heals */
+  held: { up: Buffer[]; down: Buffer[] } | undefined;
+  /** the first bytes the client sent (its handshake, with CLIENT SETNAME): what `match` options look at */
+  head = '';
   clientEnded = false;
   closed = false;
 
@@ -25,14 +42,16 @@ class Link {
 
 /**
  * A TCP proxy on 127.0.0.1 between a Redis client and redis-server, with faults the test controls:
- * silent death (blackhole), abrupt reset, refused connections and moving live connections to
- * another server (reroute). Bytes are forwarded unmodified, with backpressure in both directions.
+ * silent death (blackhole), a partition that heals (partition), abrupt reset, refused connections
+ * and moving live connections to another server (reroute). Blackhole, partition and reroute can
+ * target single connections by what their client sent (`match`, e.g. a connection name). Bytes are forwarded unmodified, with backpressure in both directions.
  */
 export class FaultProxy {
   private readonly links = new Set<Link>();
   /** every upstream socket not yet closed, including zombies kept open behind dead links */
   private readonly upstreams = new Set<Socket>();
   private blackholeNew = false;
+  private holdNew: ((link: Link) => void) | undefined;
   private refusing = false;
   private closing: Promise<void> | undefined;
 
@@ -82,13 +101,43 @@ export class FaultProxy {
   }
 
   /**
-   * The silent death: every CURRENT connection stops forwarding in both directions. Bytes are
-   * read and dropped, both sockets stay open, and no end/reset is propagated either way (a zombie
-   * upstream stays connected to the server until reset() or close()). Connections accepted later
+   * The silent death: every CURRENT (matching) connection stops forwarding in both directions. Bytes
+   * are read and dropped, both sockets stay open, and no end/reset is propagated either way (a zombie
+   * upstream stays connected to the server until reset() or close(); with `halfOpen` the upstream is
+   * closed at once, so the server forgets the client while the client never hears of it). Connections accepted later
    * are forwarded normally. Note: the proxy's kernel still ACKs, so TCP keepalive cannot notice.
    */
-  blackhole(): void {
-    for (const link of this.links) this.kill(link);
+  blackhole({ match, halfOpen = false }: ConnectionMatch & { halfOpen?: boolean } = {}): void {
+    for (const link of this.matching(match)) {
+      this.kill(link);
+      // Half-open: the server side is gone too (Redis drops the client), the client never hears of it.
+      if (halfOpen) link.upstream?.destroy();
+    }
+  }
+
+  /**
+   * A partition that heals: CURRENT matching connections (and, with `newConnections`, every one
+   * accepted until heal()) stop forwarding in both directions, but nothing is dropped: bytes are
+   * held and delivered in order on heal(), as TCP retransmission would after a network partition.
+   * No end/reset crosses a partition while it lasts.
+   */
+  partition({ match, newConnections = false }: ConnectionMatch & { newConnections?: boolean } = {}): Partition {
+    const held = new Set<Link>();
+    const hold = (link: Link) => {
+      link.held ??= { up: [], down: [] };
+      held.add(link);
+    };
+    for (const link of this.matching(match)) hold(link);
+    if (newConnections) this.holdNew = hold;
+    let healed = false;
+    return {
+      heal: () => {
+        if (healed) return;
+        healed = true;
+        if (this.holdNew === hold) this.holdNew = undefined;
+        for (const link of held) this.release(link);
+      },
+    };
   }
 
   /** While on, connections accepted are blackholed from the start (never forwarded, no upstream); existing ones are blackholed too. */
@@ -115,13 +164,14 @@ export class FaultProxy {
    * arriving meanwhile are buffered and forwarded. Resolves when every new upstream is connected;
    * rejects if some could not connect (those client sockets are reset).
    */
-  async reroute(target: ProxyTarget): Promise<void> {
+  async reroute(target: ProxyTarget, { match }: ConnectionMatch = {}): Promise<void> {
     checkTarget(target);
-    this.target = { host: target.host, port: target.port };
+    // Only the matching connections move when `match` is given; new ones keep going to the old target.
+    if (match === undefined) this.target = { host: target.host, port: target.port };
     const moves: Promise<void>[] = [];
-    for (const link of [...this.links]) {
+    for (const link of this.matching(match)) {
       const old = link.upstream;
-      moves.push(this.attachUpstream(link, this.target));
+      moves.push(this.attachUpstream(link, { host: target.host, port: target.port }));
       if (old !== undefined) old.destroy();
     }
     const results = await Promise.allSettled(moves);
@@ -183,9 +233,23 @@ export class FaultProxy {
       link.blackholed = true;
       return;
     }
+    this.holdNew?.(link);
     this.attachUpstream(link, this.target).catch(() => {
       /* the client socket has been reset; nothing else to report */
     });
+  }
+
+  private matching(match: string | undefined): Link[] {
+    return [...this.links].filter((link) => match === undefined || link.head.includes(match));
+  }
+
+  private release(link: Link): void {
+    const held = link.held;
+    if (!held) return;
+    link.held = undefined;
+    for (const chunk of held.up) this.fromClient(link, chunk);
+    const upstream = link.upstream;
+    if (upstream) for (const chunk of held.down) this.fromUpstream(link, upstream, chunk);
   }
 
   private kill(link: Link): void {
@@ -231,7 +295,7 @@ export class FaultProxy {
       });
       upstream.on('data', (chunk: Buffer) => this.fromUpstream(link, upstream, chunk));
       upstream.on('end', () => {
-        if (link.upstream === upstream && !link.blackholed) link.client.end();
+        if (link.upstream === upstream && !link.blackholed && !link.held) link.client.end();
       });
       upstream.once('close', (hadError) => {
         this.upstreams.delete(upstream);
@@ -244,7 +308,7 @@ export class FaultProxy {
             resolve();
           }
         }
-        if (!current || link.blackholed || link.closed) return;
+        if (!current || link.blackholed || link.held || link.closed) return;
         // the server (or the network) closed the connection: let the client see it
         if (hadError || !connected) this.abortClient(link);
         else link.client.end();
@@ -253,7 +317,12 @@ export class FaultProxy {
   }
 
   private fromClient(link: Link, chunk: Buffer): void {
+    if (link.head.length < HEAD_BYTES) link.head += chunk.toString('latin1', 0, HEAD_BYTES - link.head.length);
     if (link.blackholed) return;
+    if (link.held) {
+      link.held.up.push(chunk);
+      return;
+    }
     const upstream = link.upstream;
     if (upstream === undefined || !link.upstreamReady) {
       link.pending.push(chunk);
@@ -272,6 +341,10 @@ export class FaultProxy {
 
   private fromUpstream(link: Link, upstream: Socket, chunk: Buffer): void {
     if (link.upstream !== upstream || link.blackholed) return;
+    if (link.held) {
+      link.held.down.push(chunk);
+      return;
+    }
     const client = link.client;
     if (client.destroyed) return;
     if (!client.write(chunk) && !upstream.isPaused()) {
