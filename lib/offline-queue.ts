@@ -13,7 +13,7 @@ interface QueuedEvent {
 }
 
 /**
- * Events emitted while the publisher is down wait here, bounded in size and time,
+ * Events emitted while the publisher is down (or suspect) wait here, bounded in size and time,
  * and are published in order once it is back. A full queue or an expired event
  * fails the caller's emit() with a clear error instead of growing without bound.
  */
@@ -26,7 +26,8 @@ export class OfflineQueue {
     private readonly settings: Required<OfflineQueueOptions>,
     private readonly publisher: ManagedConnection,
   ) {
-    publisher.on('ready', () => this.flush());
+    // Whenever the publisher is usable again: a new socket, a suspect one that showed life, or its replacement.
+    for (const event of ['ready', 'resumed', 'replaced'] as const) publisher.on(event, () => this.flush());
   }
 
   get size(): number {

@@ -7,7 +7,8 @@ import { VerdictTimers } from './verdict-timers.js';
  * the subscriptions do not exist while PING still answers. Each round PUBLISHes a
  * token on a channel only this instance subscribes to; it fails when Redis counts
  * no receiver, or when neither the token nor any other message reached the
- * subscriber within `timeoutMs` after Redis accepted the PUBLISH.
+ * subscriber within `timeoutMs` after Redis accepted the PUBLISH. The caller decides which side
+ * to suspect (the subscriber first; the publisher when a renewed subscriber still misses it).
  */
 export class PathProbe {
   private sequence = 0;
@@ -21,7 +22,8 @@ export class PathProbe {
     private readonly subscriber: ManagedConnection,
     private readonly timeoutMs: number,
     private readonly messagesSeen: () => number,
-    private readonly onFail: (reason: string, subscriberGeneration: number) => void,
+    private readonly onFail: (reason: string) => void,
+    private readonly onPass: () => void,
   ) {}
 
   /** Called once per heartbeat round while the transport reports connected. */
@@ -34,16 +36,17 @@ export class PathProbe {
       (receivers) => {
         if (this.stopped || generation !== this.subscriber.generation) return;
         if (receivers === 0) {
-          this.onFail('the path probe reached no subscriber: the subscription is gone from the server', generation);
+          this.onFail('the path probe reached no subscriber: the subscription is gone from the server');
           return;
         }
         this.verdicts.schedule(this.timeoutMs, () => {
-          if (generation !== this.subscriber.generation || this.lastSeen >= sequence) return;
-          if (this.messagesSeen() !== messagesBefore) return;
-          this.onFail(`the path probe was not delivered within ${this.timeoutMs} ms`, generation);
+          if (this.stopped || generation !== this.subscriber.generation) return;
+          if (this.lastSeen >= sequence) return this.onPass();
+          if (this.messagesSeen() !== messagesBefore || !this.subscriber.isReady) return;
+          this.onFail(`the path probe was not delivered within ${this.timeoutMs} ms`);
         });
       },
-      // A publisher that does not answer is its own heartbeat's business.
+      // A publisher that does not answer is its own heartbeat's business (a suspect one is then replaced).
       () => undefined,
     );
   }

@@ -2,12 +2,15 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
+import type { Redis } from 'ioredis';
+import { ConnectionHandover, DRAIN_MS, type HandoverPlan } from './connection-handover.js';
 import { Heartbeat } from './heartbeat.js';
 import { ManagedConnection, type ConnectionRole, type ConnectionStats } from './managed-connection.js';
 import type { DeliveryStats } from './delivery/delivery-guard.js';
 import type { ResolvedOptions } from './options.js';
 import { PathProbe } from './path-probe.js';
 import { RetryLog } from './retry-log.js';
+import { Splice, spliceKey } from './splice.js';
 import { SubscriptionRegistry, type SubscriptionKind } from './subscription-registry.js';
 
 export interface MessageCounters {
@@ -29,10 +32,27 @@ export interface RedisPubSubStats {
   connections: Record<ConnectionRole, ConnectionStats>;
   subscriptions: { expected: number; confirmed: number; missing: string[] };
   messages: MessageCounters;
+  /** Make-before-break: a connection suspected now, and what replacing silent connections did so far. */
+  handover?: HandoverStats;
   /** Clients only: requests awaiting a reply, events held in the offline queue. */
   pending?: { requests: number; events: number };
   /** Servers only: positions tracked for gap and duplicate detection, recent losses. */
   delivery?: DeliveryStats;
+}
+
+export interface HandoverStats {
+  /** The connection suspected right now (silent, or failing the probe) while a replacement is prepared. */
+  suspect: { connection: ConnectionRole; reason: string; since: number } | null;
+  /** Replacements that took over from a silent connection. */
+  cutOvers: number;
+  /** Suspect connections that showed life again first and were kept. */
+  resumes: number;
+  /** Events a replaced subscriber socket delivered late and that were handled (the new one never had them). */
+  spliced: number;
+  /** Copies dropped because the other socket of a splice had delivered them. */
+  duplicatesDropped: number;
+  /** Replaced sockets still open, delivering what they held. */
+  draining: number;
 }
 
 /** Typed events of `server.on()` / `client.on()`. */
@@ -49,6 +69,12 @@ export interface RedisPubSubEvents {
   recovered: [info: { channel: string; replayed: number; durationMs: number; reason: 'gap' | 'new-epoch' | 'resubscribed' }];
   /** Events of a durable channel that can no longer be delivered: trimmed past retention, or the stream was lost. */
   unrecoverable: [info: { channel: string; missed: number; reason: 'trimmed' | 'stream-lost'; publisher?: string }];
+  /** A connection fell silent or failed the probe: kept open while a replacement is prepared beside it. */
+  suspect: [info: { connection: ConnectionRole; reason: string }];
+  /** The suspect connection showed life before the replacement was ready: kept, replacement dropped. */
+  resumed: [info: { connection: ConnectionRole; suspectForMs: number }];
+  /** The replacement took over from the still silent connection (subscriber: every subscription acknowledged). */
+  'cut-over': [info: { connection: ConnectionRole; suspectForMs: number }];
   error: [error: Error];
 }
 
@@ -71,6 +97,16 @@ const DEFAULT_TICK_MS = 2_000;
 
 export type MessageSink = (channel: string, payload: Buffer, pattern: string | undefined) => void;
 
+/** Internal signals for other parts of the library (not part of the public API). */
+export interface LinkSignals {
+  /**
+   * A subscriber socket has every subscription acknowledged and is now the one delivering: after the
+   * first connect, after a reconnect (events published meanwhile are lost), or after a cut-over
+   * (events the old socket still holds are spliced in while it drains).
+   */
+  delivering: [info: { generation: number; cause: 'connect' | 'reconnect' | 'cut-over' }];
+}
+
 /**
  * The pair of connections behind every server and client (one subscriber, one
  * publisher) and everything that keeps them honest: heartbeats on both, the
@@ -83,9 +119,12 @@ export class PubSubLink {
   readonly registry = new SubscriptionRegistry();
   readonly counters: MessageCounters = { received: 0, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0 };
   readonly events = new EventEmitter<RedisPubSubEvents>();
+  /** See LinkSignals. */
+  readonly signals = new EventEmitter<LinkSignals>();
   readonly logger: Logger;
   private readonly probe?: PathProbe;
   private readonly heartbeats: Heartbeat[] = [];
+  private readonly handovers: Partial<Record<ConnectionRole, ConnectionHandover>> = {};
   private ticker?: NodeJS.Timeout;
   /** Resubscriptions in flight, of any socket generation. */
   private resubscribing = 0;
@@ -95,6 +134,13 @@ export class PubSubLink {
   private started?: Promise<void>;
   private settleStart?: (error?: Error) => void;
   private readonly lostAt: Partial<Record<ConnectionRole, number>> = {};
+  /** A replacement subscriber being subscribed, and what it delivered meanwhile (handled only if it takes over). */
+  private standby?: { redis: Redis; registry: SubscriptionRegistry; held: Array<[string, Buffer, string | undefined]> };
+  /** The old subscriber socket draining after a cut-over. */
+  private splice?: Splice;
+  private readonly handoverCounts = { cutOvers: 0, resumes: 0, spliced: 0, duplicatesDropped: 0 };
+  /** The path probe alternates the blame: a failure right after the subscriber was renewed points at the publisher. */
+  private blamePublisherNext = false;
 
   constructor(
     readonly kind: 'server' | 'client',
@@ -110,13 +156,14 @@ export class PubSubLink {
     if (heartbeat) {
       for (const connection of [this.subscriber, this.publisher]) {
         this.heartbeats.push(
-          new Heartbeat(connection, heartbeat, (silentForMs, generation) => {
-            this.logger.error(`${connection.role} connection silent for ${silentForMs} ms: tearing it down and reconnecting`);
+          new Heartbeat(connection, heartbeat, (silentForMs) => {
             this.events.emit('heartbeat-timeout', { connection: connection.role, silentForMs });
-            connection.kill(`heartbeat timeout: no data for ${silentForMs} ms`, generation);
+            this.suspect(connection, `heartbeat timeout: no data for ${silentForMs} ms`, 'any-byte');
           }),
         );
       }
+      this.handovers.subscriber = new ConnectionHandover(this.subscriber, options.retry, this.subscriberPlan());
+      this.handovers.publisher = new ConnectionHandover(this.publisher, options.retry, this.publisherPlan());
       const channel = `${INTERNAL_CHANNEL_PREFIX}:probe:${randomUUID()}`;
       this.registry.add('channel', channel);
       this.probe = new PathProbe(
@@ -125,27 +172,11 @@ export class PubSubLink {
         this.subscriber,
         heartbeat.timeoutMs,
         () => this.counters.received,
-        (reason, generation) => {
-          this.logger.error(`${reason}: resubscribing on a new subscriber connection`);
-          this.events.emit('probe-failed', { reason });
-          this.subscriber.kill(reason, generation);
-        },
+        (reason) => this.probeFailed(reason),
+        () => (this.blamePublisherNext = false),
       );
     }
-
-    const sub = this.subscriber.redis;
-    const probeChannel = this.probe?.channel;
-    sub.on('messageBuffer', (channelBuffer: Buffer, payload: Buffer) => {
-      const channel = channelBuffer.toString();
-      if (channel === probeChannel) return this.probe!.received(payload);
-      this.sink(channel, payload, undefined);
-    });
-    sub.on('pmessageBuffer', (pattern: string | Buffer, channelBuffer: Buffer, payload: Buffer) => {
-      const channel = channelBuffer.toString();
-      // Probes and reply channels are nobody's events, even for a catch-all pattern like '*'.
-      if (channel.startsWith(INTERNAL_CHANNEL_PREFIX)) return;
-      this.sink(channel, payload, pattern.toString());
-    });
+    this.listen(this.subscriber.redis);
   }
 
   get status(): RedisPubSubStatus {
@@ -176,11 +207,13 @@ export class PubSubLink {
     this.stopWatching();
     this.setState(RedisPubSubStatus.CLOSED);
     this.settleStart?.(new Error(`${this.options.name}: closed before connecting`));
+    this.handovers.subscriber?.stop();
     await this.subscriber.close();
   }
 
   async close(): Promise<void> {
     await this.closeSubscriber();
+    this.handovers.publisher?.stop();
     await this.publisher.close();
   }
 
@@ -202,6 +235,11 @@ export class PubSubLink {
         missing: this.registry.missing().slice(0, 20),
       },
       messages: { ...this.counters },
+      handover: {
+        suspect: this.suspectNow(),
+        ...this.handoverCounts,
+        draining: (this.handovers.subscriber?.drainingCount ?? 0) + (this.handovers.publisher?.drainingCount ?? 0),
+      },
     };
   }
 
@@ -228,6 +266,13 @@ export class PubSubLink {
       if (role === 'subscriber') void this.resubscribe(generation);
       else this.refreshState();
     });
+    connection.on('resumed', (suspectForMs) => {
+      this.handoverCounts.resumes++;
+      this.logger.log(`${role} connection showed life again after ${suspectForMs} ms: kept, its replacement dropped`);
+      this.events.emit('resumed', { connection: role, suspectForMs });
+      this.refreshState();
+    });
+    connection.on('replaced', () => this.refreshState());
     connection.on('lost', (reason) => {
       this.lostAt[role] = Date.now();
       if (role === 'subscriber') this.registry.reset();
@@ -254,6 +299,131 @@ export class PubSubLink {
     });
   }
 
+  /** Routes what one subscriber socket delivers: the current one, a standby being subscribed, or one draining. */
+  private listen(redis: Redis): void {
+    const probeChannel = this.probe?.channel;
+    redis.on('messageBuffer', (channelBuffer: Buffer, payload: Buffer) => {
+      const channel = channelBuffer.toString();
+      if (channel === probeChannel) {
+        if (redis === this.subscriber.redis) this.subscriber.messageArrived();
+        return this.probe!.received(payload);
+      }
+      this.route(redis, channel, payload, undefined);
+    });
+    redis.on('pmessageBuffer', (pattern: string | Buffer, channelBuffer: Buffer, payload: Buffer) => {
+      const channel = channelBuffer.toString();
+      // Probes and reply channels are nobody's events, even for a catch-all pattern like '*'.
+      if (channel.startsWith(INTERNAL_CHANNEL_PREFIX)) return;
+      this.route(redis, channel, payload, pattern.toString());
+    });
+  }
+
+  private route(redis: Redis, channel: string, payload: Buffer, pattern: string | undefined): void {
+    if (redis === this.subscriber.redis) {
+      this.subscriber.messageArrived();
+      if (this.splice && !this.splice.fromNew(spliceKey(channel, pattern), payload)) return;
+      return this.sink(channel, payload, pattern);
+    }
+    if (redis === this.standby?.redis) {
+      this.standby.held.push([channel, payload, pattern]);
+      return;
+    }
+    if (redis === this.splice?.old && this.splice.fromOld(spliceKey(channel, pattern), payload)) this.sink(channel, payload, pattern);
+  }
+
+  /** A silent (or probe-failing) connection: kept open, reported, and a replacement prepared beside it. */
+  private suspect(connection: ManagedConnection, reason: string, resumeOn: 'any-byte' | 'message' | 'never'): void {
+    if (!connection.suspect(reason, resumeOn)) return;
+    const role = connection.role;
+    this.logger.warn(`${role} connection suspect (${reason}): kept open, preparing a replacement beside it`);
+    this.events.emit('suspect', { connection: role, reason });
+    this.refreshState();
+  }
+
+  private probeFailed(reason: string): void {
+    this.events.emit('probe-failed', { reason });
+    if (this.blamePublisherNext) {
+      this.blamePublisherNext = false;
+      // A renewed (or proven) subscriber still misses the probe: the publisher is on the wrong path.
+      this.suspect(this.publisher, `${reason}, again after the subscriber was renewed`, 'never');
+    } else {
+      this.blamePublisherNext = true;
+      this.suspect(this.subscriber, reason, 'message');
+    }
+  }
+
+  private suspectNow(): HandoverStats['suspect'] {
+    for (const connection of [this.subscriber, this.publisher]) {
+      const since = connection.suspectedAt;
+      if (since > 0) return { connection: connection.role, reason: connection.stats().lastError ?? '', since };
+    }
+    return null;
+  }
+
+  private subscriberPlan(): HandoverPlan {
+    return {
+      prepare: async (redis, stillWanted) => {
+        const registry = this.registry.fork();
+        this.standby = { redis, registry, held: [] };
+        this.listen(redis);
+        await registry.subscribeMissing(redis, stillWanted);
+        // Refused subscriptions (ACL) are refused on the old socket too: it must not have anything the new one lacks.
+        return registry.covers(this.registry);
+      },
+      discarded: (redis) => {
+        if (this.standby?.redis === redis) this.standby = undefined;
+      },
+      cutOver: (old, suspectForMs) => {
+        const standby = this.standby!;
+        this.standby = undefined;
+        this.registry.adopt(standby.registry);
+        this.splice = new Splice(old);
+        this.handoverCounts.cutOvers++;
+        this.logger.warn(
+          `subscriber connection replaced: the replacement had every subscription acknowledged while the old one stayed silent for ${suspectForMs} ms; ` +
+            `the old one drains for up to ${DRAIN_MS} ms`,
+        );
+        this.events.emit('cut-over', { connection: 'subscriber', suspectForMs });
+        this.events.emit('resubscribed', {
+          channels: this.registry.countOf('channel'),
+          patterns: this.registry.countOf('pattern'),
+          durationMs: suspectForMs,
+          failed: [],
+        });
+        this.refreshState();
+        for (const [channel, payload, pattern] of standby.held) this.route(this.subscriber.redis, channel, payload, pattern);
+        this.signals.emit('delivering', { generation: this.subscriber.generation, cause: 'cut-over' });
+      },
+      drained: (old, cause) => {
+        const splice = this.splice;
+        if (splice?.old !== old) return;
+        this.splice = undefined;
+        this.handoverCounts.spliced += splice.spliced;
+        this.handoverCounts.duplicatesDropped += splice.duplicates;
+        this.logger.log(`old subscriber connection closed (${cause}): ${splice.spliced} late event(s) handled, ${splice.duplicates} duplicate(s) dropped`);
+      },
+      failed: (reason, attempt) => this.standbyFailed('subscriber', reason, attempt),
+    };
+  }
+
+  private publisherPlan(): HandoverPlan {
+    return {
+      cutOver: (_old, suspectForMs) => {
+        this.handoverCounts.cutOvers++;
+        this.logger.warn(
+          `publisher connection replaced after ${suspectForMs} ms; commands still unanswered on the old one settle within ${DRAIN_MS} ms`,
+        );
+        this.events.emit('cut-over', { connection: 'publisher', suspectForMs });
+        this.refreshState();
+      },
+      failed: (reason, attempt) => this.standbyFailed('publisher', reason, attempt),
+    };
+  }
+
+  private standbyFailed(role: ConnectionRole, reason: string, attempt: number): void {
+    if (attempt === 1 || attempt % 20 === 0) this.logger.warn(`${role} connection: replacement attempt ${attempt} failed (${reason}); retrying`);
+  }
+
   /** Probes the path while connected; retries subscriptions Redis refused until it accepts them. */
   private tick(): void {
     if (this.state === RedisPubSubStatus.CONNECTED) this.probe?.send();
@@ -278,6 +448,7 @@ export class PubSubLink {
       this.reportError(error);
       if (!this.everConnected) this.settleStart?.(error);
     }
+    const cause = this.everConnected ? 'reconnect' : 'connect';
     if (this.everConnected) {
       const durationMs = Date.now() - startedAt;
       this.logger.log(`resubscribed ${result.confirmed} subscription(s) in ${durationMs} ms`);
@@ -289,6 +460,7 @@ export class PubSubLink {
       });
     }
     this.refreshState();
+    if (this.registry.complete) this.signals.emit('delivering', { generation, cause });
   }
 
   private refreshState(): void {

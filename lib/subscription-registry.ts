@@ -18,8 +18,9 @@ const BATCH = 500;
  * and one bad channel fails its whole batch.
  */
 export class SubscriptionRegistry {
-  private readonly wanted = { channel: new Set<string>(), pattern: new Set<string>() };
   private readonly confirmed = { channel: new Set<string>(), pattern: new Set<string>() };
+
+  constructor(private readonly wanted: Record<SubscriptionKind, Set<string>> = { channel: new Set<string>(), pattern: new Set<string>() }) {}
 
   add(kind: SubscriptionKind, name: string): void {
     this.wanted[kind].add(name);
@@ -65,6 +66,25 @@ export class SubscriptionRegistry {
   reset(): void {
     this.confirmed.channel.clear();
     this.confirmed.pattern.clear();
+  }
+
+  /** The same wanted list (shared), nothing confirmed: for a replacement socket subscribed beside the current one. */
+  fork(): SubscriptionRegistry {
+    return new SubscriptionRegistry(this.wanted);
+  }
+
+  /** Takes over what `fork` confirmed on its socket, once that socket replaces the current one. */
+  adopt(fork: SubscriptionRegistry): void {
+    this.reset();
+    for (const kind of ['channel', 'pattern'] as const) for (const name of fork.confirmed[kind]) this.confirmed[kind].add(name);
+  }
+
+  /** Whether this registry's socket has at least everything `other`'s socket has. */
+  covers(other: SubscriptionRegistry): boolean {
+    for (const kind of ['channel', 'pattern'] as const) {
+      for (const name of other.confirmed[kind]) if (!this.confirmed[kind].has(name)) return false;
+    }
+    return true;
   }
 
   /**

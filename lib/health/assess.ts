@@ -156,6 +156,13 @@ export function assessTransport(
         }
       } else if (connection.state === 'closed' || connection.state === 'disconnected') {
         problems.push({ kind: 'fatal', reason: `${role} connection ${connection.state}`, since: connection.stateChangedAt });
+      } else if (connection.state === 'suspect') {
+        // Silent or failing the probe: kept open (it may still deliver) while a replacement is prepared.
+        problems.push({
+          kind: 'recovering',
+          reason: `${role} connection suspect for ${age(now, connection.stateChangedAt)} ms (${connection.lastError ?? 'silent'}): a replacement is being prepared beside it`,
+          since: connection.stateChangedAt,
+        });
       } else {
         const attempt = connection.attempt > 0 ? `, attempt ${connection.attempt}` : '';
         problems.push({

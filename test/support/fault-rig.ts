@@ -62,6 +62,9 @@ export function recordEvents(server: Pick<RedisPubSubServer, 'on'>, events: stri
   server.on('reconnecting', (info) => events.push(`reconnecting:${info.connection}`));
   server.on('reconnected', (info) => events.push(`reconnected:${info.connection}`));
   server.on('resubscribed', () => events.push('resubscribed'));
+  server.on('suspect', (info) => events.push(`suspect:${info.connection}`));
+  server.on('resumed', (info) => events.push(`resumed:${info.connection}`));
+  server.on('cut-over', (info) => events.push(`cut-over:${info.connection}`));
 }
 
 /** Waits until the transport reports connected again after having lost its subscriber. */
