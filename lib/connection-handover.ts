@@ -5,12 +5,19 @@ import type { ManagedConnection } from './managed-connection.js';
 import type { RetryOptions } from './options.js';
 
 /**
- * How long a retired socket may still deliver (subscriber) or answer in-flight commands
- * (publisher) after a cut-over. A partition that heals within this time loses nothing; beyond
- * it, what the old socket still held is given up and its unanswered commands fail with
- * "delivery unknown".
+ * How long a retired subscriber socket may still deliver after a cut-over: a partition that heals
+ * within this time loses nothing; beyond it, what the old socket still held is given up.
  */
-export const DRAIN_MS = 30_000;
+export const SUBSCRIBER_DRAIN_MS = 30_000;
+
+/**
+ * How long a retired publisher socket may still answer the commands in flight on it, after which
+ * they fail as "delivery unknown": a few heartbeat rounds, so an emit() caller is not kept waiting
+ * for an answer that is most likely never coming.
+ */
+export function publisherDrainMs(heartbeat: { intervalMs: number; timeoutMs: number }): number {
+  return 2 * (heartbeat.intervalMs + heartbeat.timeoutMs);
+}
 
 export interface HandoverPlan {
   /**
@@ -33,7 +40,7 @@ export interface HandoverPlan {
  * silent once the standby is ready. If the suspect shows life first, or its socket closes (then
  * the ordinary reconnect takes over), the standby is dropped. After a cut-over the old socket is
  * kept open until it answers a PING sent at the cut-over (so it has delivered everything Redis held
- * for it until then) or for DRAIN_MS at most, then closed.
+ * for it until then, and answered every command sent before) or for `drainMs` at most, then closed.
  */
 export class ConnectionHandover {
   private standby?: Redis;
@@ -44,6 +51,7 @@ export class ConnectionHandover {
   constructor(
     private readonly connection: ManagedConnection,
     private readonly retry: Required<RetryOptions>,
+    readonly drainMs: number,
     private readonly plan: HandoverPlan,
   ) {
     connection.on('suspect', () => {
@@ -126,7 +134,7 @@ export class ConnectionHandover {
       this.plan.drained?.(old, cause);
     };
     this.draining.set(old, () => end('replaced'));
-    timer = setTimeout(() => end(`not drained within ${DRAIN_MS} ms`), DRAIN_MS);
+    timer = setTimeout(() => end(`not drained within ${this.drainMs} ms`), this.drainMs);
     old.once('close', () => end('its socket closed'));
     // Redis answers in order: the PONG comes after everything it wrote to this socket before it.
     old.ping().then(

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import type { Redis } from 'ioredis';
-import { ConnectionHandover, DRAIN_MS, type HandoverPlan } from './connection-handover.js';
+import { ConnectionHandover, publisherDrainMs, SUBSCRIBER_DRAIN_MS, type HandoverPlan } from './connection-handover.js';
 import { Heartbeat } from './heartbeat.js';
 import { ManagedConnection, type ConnectionRole, type ConnectionStats } from './managed-connection.js';
 import type { DeliveryStats } from './delivery/delivery-guard.js';
@@ -162,8 +162,8 @@ export class PubSubLink {
           }),
         );
       }
-      this.handovers.subscriber = new ConnectionHandover(this.subscriber, options.retry, this.subscriberPlan());
-      this.handovers.publisher = new ConnectionHandover(this.publisher, options.retry, this.publisherPlan());
+      this.handovers.subscriber = new ConnectionHandover(this.subscriber, options.retry, SUBSCRIBER_DRAIN_MS, this.subscriberPlan());
+      this.handovers.publisher = new ConnectionHandover(this.publisher, options.retry, publisherDrainMs(heartbeat), this.publisherPlan(publisherDrainMs(heartbeat)));
       const channel = `${INTERNAL_CHANNEL_PREFIX}:probe:${randomUUID()}`;
       this.registry.add('channel', channel);
       this.probe = new PathProbe(
@@ -381,7 +381,7 @@ export class PubSubLink {
         this.handoverCounts.cutOvers++;
         this.logger.warn(
           `subscriber connection replaced: the replacement had every subscription acknowledged while the old one stayed silent for ${suspectForMs} ms; ` +
-            `the old one drains for up to ${DRAIN_MS} ms`,
+            `the old one drains for up to ${SUBSCRIBER_DRAIN_MS} ms`,
         );
         this.events.emit('cut-over', { connection: 'subscriber', suspectForMs });
         this.events.emit('resubscribed', {
@@ -406,12 +406,12 @@ export class PubSubLink {
     };
   }
 
-  private publisherPlan(): HandoverPlan {
+  private publisherPlan(drainMs: number): HandoverPlan {
     return {
       cutOver: (_old, suspectForMs) => {
         this.handoverCounts.cutOvers++;
         this.logger.warn(
-          `publisher connection replaced after ${suspectForMs} ms; commands still unanswered on the old one settle within ${DRAIN_MS} ms`,
+          `publisher connection replaced after ${suspectForMs} ms; commands still unanswered on the old one settle within ${drainMs} ms`,
         );
         this.events.emit('cut-over', { connection: 'publisher', suspectForMs });
         this.refreshState();

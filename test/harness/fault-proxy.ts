@@ -13,6 +13,9 @@ export interface ConnectionMatch {
   match?: string;
 }
 
+/** Which way a partition holds bytes: both, only towards the server, or only towards the client (a muted return path). */
+export type PartitionDirection = 'both' | 'to-server' | 'to-client';
+
 export interface Partition {
   /** Delivers everything held, in order in each direction, and forwards normally again. */
   heal(): void;
@@ -30,8 +33,8 @@ class Link {
   pendingBytes = 0;
   /** dead: bytes are dropped in both directions and closes are not propagated */
   blackholed = false;
-  /** partitioned: bytes are held in both directions (as TCP would retransmit them) until the partition heals */
-  held: { up: Buffer[]; down: Buffer[] } | undefined;
+  /** partitioned: bytes are held (as TCP would retransmit them) until the partition heals; `up` is client -> server */
+  held: { up?: Buffer[]; down?: Buffer[] } | undefined;
   /** the first bytes the client sent (its handshake, with CLIENT SETNAME): what `match` options look at */
   head = '';
   clientEnded = false;
@@ -117,14 +120,20 @@ export class FaultProxy {
 
   /**
    * A partition that heals: CURRENT matching connections (and, with `newConnections`, every one
-   * accepted until heal()) stop forwarding in both directions, but nothing is dropped: bytes are
-   * held and delivered in order on heal(), as TCP retransmission would after a network partition.
-   * No end/reset crosses a partition while it lasts.
+   * accepted until heal()) stop forwarding in `direction` (both by default), but nothing is dropped:
+   * bytes are held and delivered in order on heal(), as TCP retransmission would after a network
+   * partition. No end/reset crosses a partition while it lasts.
    */
-  partition({ match, newConnections = false }: ConnectionMatch & { newConnections?: boolean } = {}): Partition {
+  partition({
+    match,
+    newConnections = false,
+    direction = 'both',
+  }: ConnectionMatch & { newConnections?: boolean; direction?: PartitionDirection } = {}): Partition {
     const held = new Set<Link>();
     const hold = (link: Link) => {
-      link.held ??= { up: [], down: [] };
+      link.held ??= {};
+      if (direction !== 'to-client') link.held.up ??= [];
+      if (direction !== 'to-server') link.held.down ??= [];
       held.add(link);
     };
     for (const link of this.matching(match)) hold(link);
@@ -247,9 +256,9 @@ export class FaultProxy {
     const held = link.held;
     if (!held) return;
     link.held = undefined;
-    for (const chunk of held.up) this.fromClient(link, chunk);
+    for (const chunk of held.up ?? []) this.fromClient(link, chunk);
     const upstream = link.upstream;
-    if (upstream) for (const chunk of held.down) this.fromUpstream(link, upstream, chunk);
+    if (upstream) for (const chunk of held.down ?? []) this.fromUpstream(link, upstream, chunk);
   }
 
   private kill(link: Link): void {
@@ -319,7 +328,7 @@ export class FaultProxy {
   private fromClient(link: Link, chunk: Buffer): void {
     if (link.head.length < HEAD_BYTES) link.head += chunk.toString('latin1', 0, HEAD_BYTES - link.head.length);
     if (link.blackholed) return;
-    if (link.held) {
+    if (link.held?.up) {
       link.held.up.push(chunk);
       return;
     }
@@ -341,7 +350,7 @@ export class FaultProxy {
 
   private fromUpstream(link: Link, upstream: Socket, chunk: Buffer): void {
     if (link.upstream !== upstream || link.blackholed) return;
-    if (link.held) {
+    if (link.held?.down) {
       link.held.down.push(chunk);
       return;
     }
