@@ -46,11 +46,14 @@ export class ConnectionHandover {
   private standby?: Redis;
   private failures = 0;
   private retryTimer?: NodeJS.Timeout;
-  private readonly draining = new Map<Redis, () => void>();
+  private progressTimer?: NodeJS.Timeout;
+  private readonly draining = new Map<Redis, (cause: string) => void>();
 
   constructor(
     private readonly connection: ManagedConnection,
     private readonly retry: Required<RetryOptions>,
+    /** A standby with commands pending and no byte received for this long is given up (heartbeat.timeoutMs). */
+    private readonly silenceMs: number,
     readonly drainMs: number,
     private readonly plan: HandoverPlan,
   ) {
@@ -69,7 +72,7 @@ export class ConnectionHandover {
   /** Drops the standby and every draining socket (close()). */
   stop(): void {
     this.cancel();
-    for (const end of [...this.draining.values()]) end();
+    for (const end of [...this.draining.values()]) end('closed');
   }
 
   private open(): void {
@@ -83,11 +86,13 @@ export class ConnectionHandover {
     standby.connect().then(
       async () => {
         if (!wanted()) return;
+        this.watchProgress(standby);
         const ready = this.plan.prepare ? await this.plan.prepare(standby, wanted) : true;
         // Not wanted any more: the suspect resumed or closed (cancel() dropped the standby), or the standby died (fail()).
         if (!wanted()) return;
         if (!ready) return this.fail(standby, 'Redis did not acknowledge every subscription on it');
         this.standby = undefined;
+        clearInterval(this.progressTimer);
         this.failures = 0;
         const suspectSince = this.connection.suspectedAt;
         const old = this.connection.adopt(standby);
@@ -98,9 +103,21 @@ export class ConnectionHandover {
     );
   }
 
+  /** A standby whose Redis stops answering while it is prepared (subscribing) must not hold the handover forever. */
+  private watchProgress(standby: Redis): void {
+    const stream = standby.stream;
+    let lastData = Date.now();
+    stream.on('data', () => (lastData = Date.now()));
+    this.progressTimer = setInterval(() => {
+      if (standby.commandQueue.length === 0 || Date.now() - lastData < this.silenceMs) return;
+      this.fail(standby, `Redis stopped answering it for ${this.silenceMs} ms`);
+    }, this.silenceMs);
+  }
+
   private fail(standby: Redis, reason: string): void {
     if (this.standby !== standby) return;
     this.standby = undefined;
+    clearInterval(this.progressTimer);
     this.connection.discard(standby);
     this.plan.discarded?.(standby);
     const attempt = ++this.failures;
@@ -116,6 +133,7 @@ export class ConnectionHandover {
 
   private cancel(): void {
     clearTimeout(this.retryTimer);
+    clearInterval(this.progressTimer);
     const standby = this.standby;
     if (!standby) return;
     this.standby = undefined;
@@ -125,7 +143,7 @@ export class ConnectionHandover {
 
   private retire(old: Redis): void {
     // One drain at a time: a second cut-over ends the first one's drain.
-    for (const end of [...this.draining.values()]) end();
+    for (const end of [...this.draining.values()]) end('replaced again');
     let timer: NodeJS.Timeout | undefined;
     const end = (cause: string) => {
       if (!this.draining.delete(old)) return;
@@ -133,7 +151,7 @@ export class ConnectionHandover {
       this.connection.discard(old);
       this.plan.drained?.(old, cause);
     };
-    this.draining.set(old, () => end('replaced'));
+    this.draining.set(old, end);
     timer = setTimeout(() => end(`not drained within ${this.drainMs} ms`), this.drainMs);
     old.once('close', () => end('its socket closed'));
     // Redis answers in order: the PONG comes after everything it wrote to this socket before it.

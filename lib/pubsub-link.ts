@@ -162,8 +162,8 @@ export class PubSubLink {
           }),
         );
       }
-      this.handovers.subscriber = new ConnectionHandover(this.subscriber, options.retry, SUBSCRIBER_DRAIN_MS, this.subscriberPlan());
-      this.handovers.publisher = new ConnectionHandover(this.publisher, options.retry, publisherDrainMs(heartbeat), this.publisherPlan(publisherDrainMs(heartbeat)));
+      this.handovers.subscriber = new ConnectionHandover(this.subscriber, options.retry, heartbeat.timeoutMs, SUBSCRIBER_DRAIN_MS, this.subscriberPlan());
+      this.handovers.publisher = new ConnectionHandover(this.publisher, options.retry, heartbeat.timeoutMs, publisherDrainMs(heartbeat), this.publisherPlan(publisherDrainMs(heartbeat)));
       const channel = `${INTERNAL_CHANNEL_PREFIX}:probe:${randomUUID()}`;
       this.registry.add('channel', channel);
       this.probe = new PathProbe(
