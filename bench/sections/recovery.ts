@@ -9,11 +9,17 @@ import { nowNs } from '../support/ipc.js';
 import { MARKER_CHANNEL, markerMessage } from '../support/payloads.js';
 import { Worker } from '../support/worker.js';
 
-export const FAULTS = ['blackhole', 'reset', 'restart', 'reroute'] as const;
+export const FAULTS = ['blackhole', 'reset', 'restart', 'reroute', 'stall', 'partition', 'path-partition'] as const;
 export type Fault = (typeof FAULTS)[number];
 
 const MARKER_INTERVAL_MS = 50;
 const RESTART_DOWN_MS = 2_000;
+/** Redis frozen with SIGSTOP this long (a fork, a slow script, a paused VM): longer than any default heartbeat verdict. */
+const STALL_MS = 5_000;
+/** A partition that heals after this long; bytes are held both ways meanwhile, as TCP retransmission would. */
+const PARTITION_MS = 8_000;
+/** After recovery: time for late deliveries (a healed partition, a draining socket) before events are counted. */
+const SETTLE_MS = 3_000;
 
 export interface TrialOutcome {
   fault: Fault;
@@ -28,6 +34,12 @@ export interface TrialOutcome {
   fromBackMs: number | null;
   /** restart only: fault -> Redis accepting connections again (ms) */
   downMs: number | null;
+  /** Markers Redis executed from 0.5 s before the fault until the count window ended that the contender never handled. */
+  lost: number;
+  /** Markers of that window handled more than once. */
+  duplicates: number;
+  /** Markers of that window Redis executed (the denominator of `lost`). */
+  published: number;
   events: Array<{ name: string; atMs: number }>;
 }
 
@@ -41,13 +53,23 @@ export interface RecoveryResult {
 
 /** Publishes a marker every 50 ms on each server, straight to Redis (no proxy); skips while disconnected. */
 class MarkerPublisher {
+  /** Markers the first server executed: sequence -> send time (ns). */
+  readonly published = new Map<number, number>();
   private readonly clients: Redis[];
   private timer?: NodeJS.Timeout;
   private seq = 0;
 
   constructor(servers: RedisServerHandle[]) {
     this.clients = servers.map((s) => {
-      const c = new Redis({ host: s.host, port: s.port, retryStrategy: () => 10, enableOfflineQueue: false, maxRetriesPerRequest: 0 });
+      // No retries of a command: a marker is either executed once or counted as never published.
+      const c = new Redis({
+        host: s.host,
+        port: s.port,
+        retryStrategy: () => 10,
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
+      });
       c.on('error', () => undefined);
       return c;
     });
@@ -55,8 +77,16 @@ class MarkerPublisher {
 
   start(): void {
     this.timer = setInterval(() => {
-      const message = markerMessage(++this.seq, nowNs());
-      for (const c of this.clients) if (c.status === 'ready') c.publish(MARKER_CHANNEL, message).catch(() => undefined);
+      const seq = ++this.seq;
+      const sentNs = nowNs();
+      const message = markerMessage(seq, sentNs);
+      this.clients.forEach((c, i) => {
+        if (c.status !== 'ready') return;
+        c.publish(MARKER_CHANNEL, message).then(
+          () => (i === 0 ? void this.published.set(seq, sentNs) : undefined),
+          () => undefined,
+        );
+      });
     }, MARKER_INTERVAL_MS);
   }
 
@@ -97,6 +127,7 @@ interface Participant {
 /** Events that show a contender noticed the fault (ours: heartbeat/probe verdicts or a lost socket; built-in: ioredis events). */
 const DETECT_EVENTS = new Set([
   'heartbeat-timeout',
+  'suspect',
   'probe-failed',
   'status:reconnecting',
   'status:disconnected',
@@ -135,6 +166,7 @@ async function trial(ctx: BenchContext, fault: Fault, trialNo: number, contender
 
     const faultNs = nowNs();
     let backNs: number | null = null;
+    let endFault: (() => void | Promise<void>) | undefined;
     switch (fault) {
       case 'blackhole':
         for (const p of participants) p.proxy.blackhole();
@@ -154,17 +186,38 @@ async function trial(ctx: BenchContext, fault: Fault, trialNo: number, contender
       case 'reroute':
         await Promise.all(participants.map((p) => p.proxy.reroute({ host: second!.host, port: second!.port })));
         break;
+      case 'stall':
+        await main.kill('SIGSTOP');
+        endFault = () => main.kill('SIGCONT');
+        break;
+      case 'partition':
+      case 'path-partition': {
+        // partition: the network is cut, new connections too; path-partition: only the existing connections' path.
+        const partitions = participants.map((p) => p.proxy.partition({ newConnections: fault === 'partition' }));
+        endFault = () => partitions.forEach((partition) => partition.heal());
+        break;
+      }
+    }
+    if (endFault) {
+      await delay(fault === 'stall' ? STALL_MS : PARTITION_MS);
+      await endFault();
     }
 
     const recovered = (p: Participant) => p.markers.find((m) => m.sentNs > faultNs && m.recvNs > faultNs);
     const deadline = faultNs + windowMs * 1e6;
     while (nowNs() < deadline && participants.some((p) => !recovered(p))) await delay(20);
-    // A little longer, so late transport events (resubscribed...) are in.
-    await delay(200);
+    // Longer, so late deliveries and transport events (resubscribed, a drain ending) are in.
+    await delay(SETTLE_MS);
+    // Markers sent in the last second may still be in flight: they are not counted.
+    const countFrom = faultNs - 500e6;
+    const countUntil = nowNs() - 1_000e6;
+    const window = [...markers.published].filter(([, sentNs]) => sentNs >= countFrom && sentNs <= countUntil).map(([seq]) => seq);
 
     return participants.map((p) => {
       const first = recovered(p);
       const detect = p.events.find((e) => e.t > faultNs && DETECT_EVENTS.has(e.name));
+      const handled = new Map<number, number>();
+      for (const m of p.markers) handled.set(m.seq, (handled.get(m.seq) ?? 0) + 1);
       return {
         fault,
         trial: trialNo,
@@ -174,6 +227,9 @@ async function trial(ctx: BenchContext, fault: Fault, trialNo: number, contender
         recoveryMs: first ? (first.recvNs - faultNs) / 1e6 : null,
         fromBackMs: first && backNs !== null ? (first.recvNs - backNs) / 1e6 : null,
         downMs: backNs !== null ? (backNs - faultNs) / 1e6 : null,
+        lost: window.filter((seq) => !handled.has(seq)).length,
+        duplicates: window.filter((seq) => (handled.get(seq) ?? 0) > 1).length,
+        published: window.length,
         events: p.events.filter((e) => e.t > faultNs).map((e) => ({ name: e.name, atMs: Math.round((e.t - faultNs) / 1e5) / 10 })),
       };
     });
@@ -190,15 +246,16 @@ export async function recovery(ctx: BenchContext, contenders: Contender[] = RECO
   const windowMs = ctx.quick ? 10_000 : 30_000;
   const outcomes: TrialOutcome[] = [];
   for (let t = 1; t <= trials; t++) {
-    // The four faults run side by side, each on its own redis-server(s), proxies and processes
-    // (they share only the CPU, idle but for 20 markers/s): 4x less wall time for the 30 s windows.
+    // The faults run side by side, each on its own redis-server(s), proxies and processes
+    // (they share only the CPU, idle but for 20 markers/s): less wall time for the 30 s windows.
     const results = await Promise.all(FAULTS.map((fault) => trial(ctx, fault, t, contenders, windowMs)));
     for (const r of results.flat()) {
       outcomes.push(r);
       ctx.log(
         `recovery ${r.fault} #${t} ${r.contender}: detect ${r.detectMs === null ? '-' : `${Math.round(r.detectMs)} ms (${r.detectEvent})`}, ` +
           (r.recoveryMs === null ? `no recovery within ${windowMs / 1000} s` : `handling again after ${Math.round(r.recoveryMs)} ms`) +
-          (r.fromBackMs !== null ? ` (${Math.round(r.fromBackMs)} ms after Redis was back)` : ''),
+          (r.fromBackMs !== null ? ` (${Math.round(r.fromBackMs)} ms after Redis was back)` : '') +
+          `; lost ${r.lost}/${r.published}, duplicates ${r.duplicates}`,
       );
     }
   }

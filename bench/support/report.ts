@@ -274,6 +274,9 @@ const FAULT_TEXT: Record<string, string> = {
   reset: 'Reset (RST on every connection; Redis stays up)',
   restart: 'Redis restart (SIGKILL, same port again after 2 s)',
   reroute: 'Reroute (live connections moved to a second, fresh redis-server)',
+  stall: 'Stall (redis-server frozen with SIGSTOP for 5 s)',
+  partition: 'Partition healed after 8 s (every connection, new ones too)',
+  'path-partition': 'Path partition healed after 8 s (existing connections only; new ones work)',
 };
 
 function recoverySection(rec: SectionRecord<RecoveryResult>): string[] {
@@ -288,7 +291,7 @@ function recoverySection(rec: SectionRecord<RecoveryResult>): string[] {
     '|---|---|---|---|---|---:|',
   ];
   const fmtList = (xs: Array<number | null>) => xs.map((x) => (x === null ? '—' : int(x))).join(', ');
-  for (const fault of ['blackhole', 'reset', 'restart', 'reroute']) {
+  for (const fault of Object.keys(FAULT_TEXT)) {
     for (const c of d.contenders) {
       const os: TrialOutcome[] = d.outcomes.filter((o) => o.fault === fault && o.contender === c.id);
       if (!os.length) continue;
@@ -305,9 +308,25 @@ function recoverySection(rec: SectionRecord<RecoveryResult>): string[] {
       );
     }
   }
+  out.push(
+    '',
+    `Events lost per fault: markers Redis executed from 0.5 s before the fault until the end of the window (recovery + ${3} s, minus the last second) that the contender never handled, and markers handled twice; per trial, lost/published.`,
+    '',
+    '| Fault | Contender | Lost (per trial) | Duplicates |',
+    '|---|---|---|---:|',
+  );
+  for (const fault of Object.keys(FAULT_TEXT)) {
+    for (const c of d.contenders) {
+      const os: TrialOutcome[] = d.outcomes.filter((o) => o.fault === fault && o.contender === c.id);
+      if (!os.length || os.some((o) => o.lost === undefined)) continue;
+      out.push(
+        `| ${FAULT_TEXT[fault]} | ${c.label} | ${os.map((o) => `${o.lost}/${o.published}`).join(', ')} | ${os.reduce((n, o) => n + o.duplicates, 0)} |`,
+      );
+    }
+  }
   out.push('');
   out.push(
-    'The four faults run side by side (each on its own redis-server(s), proxies and subscriber processes), contenders side by side within a fault; they share only the CPU, which is idle but for the markers. After a restart, how soon a contender is back depends on where its retry schedule stands when Redis returns: the built-in retries every 500 ms (`retryDelay`), this transport backs off 50 → 100 → 200 → 400 → 500 ms (cap), so either may wait up to ~500 ms.',
+    'The faults run side by side (each on its own redis-server(s), proxies and subscriber processes), contenders side by side within a fault; they share only the CPU, which is idle but for the markers. After a restart, how soon a contender is back depends on where its retry schedule stands when Redis returns: the built-in retries every 500 ms (`retryDelay`), this transport backs off 50 → 100 → 200 → 400 → 500 ms (cap), so either may wait up to ~500 ms.',
   );
   return out;
 }

@@ -53,7 +53,9 @@ export async function startNest(cfg: AppConfig): Promise<{ app: INestMicroservic
   } else {
     server = new RedisPubSubServer({ url: `redis://${cfg.host}:${cfg.port}`, ...cfg.pubsub });
     app = await NestFactory.createMicroservice(BenchModule, { strategy: server, logger: LOG_LEVELS });
-    for (const name of ['heartbeat-timeout', 'probe-failed', 'reconnected', 'resubscribed']) app.on(name, transportEvent(name));
+    for (const name of ['heartbeat-timeout', 'probe-failed', 'suspect', 'resumed', 'cut-over', 'reconnected', 'resubscribed']) {
+      app.on(name, transportEvent(name));
+    }
     app.on('status', (state: string) => transportEvent(`status:${state}`)());
   }
   await app.listen();
