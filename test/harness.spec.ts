@@ -311,6 +311,36 @@ describe('FaultProxy', () => {
     expect((await ping.result).status).toBe('rejected');
   });
 
+  it('partition(): bytes are held both ways and delivered in order on heal; match picks one connection by name', async () => {
+    const victim = await client(proxy.url, { connectionName: 'part-victim' });
+    const bystander = await client(proxy.url, { connectionName: 'part-bystander' });
+    const messages: string[] = [];
+    victim.on('message', (_channel: string, message: string) => messages.push(message));
+    await victim.subscribe('part');
+
+    const partition = proxy.partition({ match: 'part-victim' });
+    const ping = track(victim.ping());
+    for (const n of [1, 2, 3]) await expect(server.command('PUBLISH', 'part', `m${n}`)).resolves.toBe(1);
+    await expect(bystander.ping()).resolves.toBe('PONG');
+    await delay(SILENCE_MS);
+    expect(ping.settled()).toBe(false);
+    expect(messages).toEqual([]);
+
+    partition.heal();
+    expect((await ping.result).status).toBe('fulfilled');
+    expect(messages).toEqual(['m1', 'm2', 'm3']);
+  });
+
+  it("partition({ direction: 'to-client' }): commands reach Redis, their answers are held", async () => {
+    const muted = await client(proxy.url, { connectionName: 'muted' });
+    const partition = proxy.partition({ match: 'muted', direction: 'to-client' });
+    const set = track(muted.set('muted-key', 'arrived'));
+    await waitFor(async () => (await server.command('GET', 'muted-key')) === 'arrived', { message: 'the command reached Redis' });
+    expect(set.settled()).toBe(false);
+    partition.heal();
+    await expect(set.result).resolves.toEqual({ status: 'fulfilled', value: 'OK' });
+  });
+
   it('blackholeAll(true): new connections are accepted but never answered, until switched off', async () => {
     const before = await client(proxy.url);
     proxy.blackholeAll(true);
