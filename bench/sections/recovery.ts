@@ -246,10 +246,14 @@ export async function recovery(ctx: BenchContext, contenders: Contender[] = RECO
   const windowMs = ctx.quick ? 10_000 : 30_000;
   const outcomes: TrialOutcome[] = [];
   for (let t = 1; t <= trials; t++) {
-    // The faults run side by side, each on its own redis-server(s), proxies and processes
+    // Up to four faults run side by side, each on its own redis-server(s), proxies and processes
     // (they share only the CPU, idle but for 20 markers/s): less wall time for the 30 s windows.
-    const results = await Promise.all(FAULTS.map((fault) => trial(ctx, fault, t, contenders, windowMs)));
-    for (const r of results.flat()) {
+    const results: TrialOutcome[] = [];
+    for (let i = 0; i < FAULTS.length; i += 4) {
+      const batch = await Promise.all(FAULTS.slice(i, i + 4).map((fault) => trial(ctx, fault, t, contenders, windowMs)));
+      results.push(...batch.flat());
+    }
+    for (const r of results) {
       outcomes.push(r);
       ctx.log(
         `recovery ${r.fault} #${t} ${r.contender}: detect ${r.detectMs === null ? '-' : `${Math.round(r.detectMs)} ms (${r.detectEvent})`}, ` +

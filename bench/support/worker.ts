@@ -55,6 +55,8 @@ export class Worker extends EventEmitter {
         this.emit(message.type, message.data);
       }
     });
+    // An IPC write to a worker that is exiting (EPIPE) is reported through its 'exit', not as a crash of the bench.
+    this.child.on('error', () => undefined);
     this.exited = new Promise((resolve) => {
       this.child.once('exit', (code, signal) => {
         Worker.live.delete(this);
