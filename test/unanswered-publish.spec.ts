@@ -96,7 +96,7 @@ describe('an emit() whose PUBLISH may have reached Redis is never re-sent, and a
     const emitted = track(firstValueFrom(client.emit('inbound', { n: 'stalled' }), { defaultValue: undefined }));
     await waitFor(() => client.getStats().connections.publisher.state === 'suspect', { message: 'the client suspects its publisher' });
     await sleeping;
-    expect(await emitted.outcome).toEqual({ ok: true, value: undefined });
+    expect(await emitted.outcome).toMatchObject({ ok: true });
     await firstValueFrom(client.emit('inbound', { n: 'after' }), { defaultValue: undefined });
     await rig!.app.inbox.waitFor(() => handled('after') === 1, 'the next event handled');
     expect(handled('stalled')).toBe(1);
