@@ -1,4 +1,4 @@
-/** Native ESM Jest: run through NODE_OPTIONS=--experimental-vm-modules (scripts/test.sh). */
+/** Native ESM Jest: run through scripts/test.sh (NODE_OPTIONS=--experimental-vm-modules). */
 export default {
   testEnvironment: 'node',
   extensionsToTreatAsEsm: ['.ts'],
@@ -8,4 +8,5 @@ export default {
   },
   testMatch: ['<rootDir>/test/**/*.spec.ts'],
   testTimeout: 60000,
+  reporters: ['default', '<rootDir>/scripts/jest-closing-line.cjs'],
 };

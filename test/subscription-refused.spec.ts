@@ -1,6 +1,8 @@
+import { Logger } from '@nestjs/common';
 import { RedisPubSubServer, RedisPubSubStatus } from '../lib/index.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { waitFor } from './harness/wait.js';
+import { CaptureLogger } from './support/capture-logger.js';
 import { listen } from './support/transport-utils.js';
 
 const PASSWORD = 's3cret-pw';
@@ -19,9 +21,11 @@ describe('subscriptions Redis refuses (ACL NOPERM)', () => {
   let redis: RedisServerHandle;
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  const logger = new CaptureLogger();
 
   beforeAll(async () => {
     process.on('unhandledRejection', onUnhandled);
+    Logger.overrideLogger(logger);
     redis = await startRedis();
   });
 
@@ -55,6 +59,7 @@ describe('subscriptions Redis refuses (ACL NOPERM)', () => {
       await waitFor(() => server.getStats().subscriptions.missing.includes('channel:secret.two'), { message: 'secret.two missing after reconnect' });
       expect(server.getStats().state).toBe(RedisPubSubStatus.RECONNECTING);
       await waitFor(() => errors.some((e) => e.includes('channel "secret.two": NOPERM')), { message: 'error event names the channel' });
+      expect(logger.errors('channel "secret.two": NOPERM').length).toBeGreaterThan(0);
 
       await redis.command('ACL', 'SETUSER', 'limited', 'allchannels');
       await waitFor(() => server.getStats().state === RedisPubSubStatus.CONNECTED, { message: 'connected once allowed again' });

@@ -1,8 +1,10 @@
+import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { RedisPubSubServer } from '../lib/index.js';
 import { closeClient, connectClient } from './harness/clients.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { delay, waitFor } from './harness/wait.js';
+import { CaptureLogger } from './support/capture-logger.js';
 import { listen } from './support/transport-utils.js';
 
 describe('processing hooks', () => {
@@ -10,9 +12,11 @@ describe('processing hooks', () => {
   let publisher: Redis;
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  const logger = new CaptureLogger();
 
   beforeAll(async () => {
     process.on('unhandledRejection', onUnhandled);
+    Logger.overrideLogger(logger);
     redis = await startRedis();
     publisher = await connectClient(redis.url);
   });
@@ -37,6 +41,7 @@ describe('processing hooks', () => {
     const started = Date.now();
     await server.close();
     expect(unhandled.map(String)).toEqual([]);
+    expect(logger.errors('Processing end hook failed')).toEqual(['Processing end hook failed: tracer exploded']);
     // The handler finished long ago: close() must not wait closeTimeoutMs for it.
     expect(Date.now() - started).toBeLessThan(1_500);
   });
