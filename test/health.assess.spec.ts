@@ -334,3 +334,31 @@ describe('recent loss in the details', () => {
     }
   });
 });
+
+describe('a suspect connection (make before break)', () => {
+  const suspectFor = (ms: number) =>
+    stats({
+      state: 'reconnecting',
+      stateChangedAt: NOW - ms,
+      subscriber: {
+        state: 'suspect',
+        stateChangedAt: NOW - ms,
+        lastLifeSignAt: NOW - ms - 500,
+        lastError: 'heartbeat timeout: no data for 500 ms',
+        lastErrorAt: NOW - ms,
+      },
+    });
+
+  it('is degraded with the reason, even once its last life sign is older than lifeSignStaleAfterMs, and down for readiness', () => {
+    const result = assess(suspectFor(STALE + 100));
+    expect(result.status).toBe('degraded');
+    expect(result.reasons).toContainEqual(
+      `subscriber connection suspect for ${STALE + 100} ms (heartbeat timeout: no data for 500 ms): a replacement is being prepared beside it`,
+    );
+    expect(status(suspectFor(STALE + 100), 'readiness')).toBe('down');
+  });
+
+  it('is down once it stays suspect beyond the grace period', () => {
+    expect(status(suspectFor(T.gracePeriodMs + 1))).toBe('down');
+  });
+});

@@ -1,3 +1,4 @@
+import { assessTransport, DEFAULT_HEALTH_THRESHOLDS } from '../lib/health/index.js';
 import { delay, waitFor } from './harness/wait.js';
 import { FAST_HEARTBEAT, startFaultRig, type FaultRig } from './support/fault-rig.js';
 import { SteadyStream, tally } from './support/steady-stream.js';
@@ -59,6 +60,10 @@ describe('make before break: transient faults lose nothing and double nothing', 
     expect(health.state).toBe('reconnecting');
     expect(health.connections.subscriber.state).toBe('suspect');
     expect(health.handover?.suspect).toMatchObject({ connection: 'subscriber', reason: expect.stringMatching(/heartbeat timeout/) });
+    expect(assessTransport(health, 'health', DEFAULT_HEALTH_THRESHOLDS, Date.now())).toMatchObject({
+      status: 'degraded',
+      reasons: expect.arrayContaining([expect.stringMatching(/^subscriber connection suspect for \d+ ms \(heartbeat timeout/)]),
+    });
     await delay(FAULT_MS);
     await rig.redis.kill('SIGCONT');
     await waitFor(() => rig!.app.server.getStats().state === 'connected', { message: 'connected again' });

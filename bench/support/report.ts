@@ -151,6 +151,19 @@ function targets(r: AllResults): TargetRow[] {
         measured: reset === null ? 'no recovery in every trial' : `worst ${int(reset)} ms`,
         ok: reset !== null && reset <= 1_000,
       });
+      for (const fault of ['stall', 'partition', 'path-partition', 'blackhole']) {
+        const mine = of(fault);
+        const builtIn = rec.outcomes.filter((o) => o.contender === 'nest-redis' && o.fault === fault);
+        if (!mine.length || !builtIn.length || mine.some((o) => o.lost === undefined)) continue;
+        const lost = mine.reduce((n, o) => n + o.lost, 0);
+        const theirs = builtIn.reduce((n, o) => n + o.lost, 0);
+        const duplicates = mine.reduce((n, o) => n + o.duplicates, 0);
+        rows.push({
+          target: `${fault}: events lost <= built-in's on the same fault, none twice (${c.id})`,
+          measured: `${lost} lost (built-in ${theirs}), ${duplicates} duplicates`,
+          ok: lost <= theirs && duplicates === 0,
+        });
+      }
       const reroute = worst(of('reroute').map((o) => o.recoveryMs));
       rows.push({
         target: `Reroute: handling again within ${budget / 1000 + 1} s (detection budget + 1 s) (${c.id})`,
