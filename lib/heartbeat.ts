@@ -3,8 +3,9 @@ import type { ManagedConnection } from './managed-connection.js';
 import { VerdictTimers } from './verdict-timers.js';
 
 /**
- * PINGs one connection every `intervalMs` and declares it dead when no byte at all
- * arrived within `timeoutMs` after a PING. Any inbound data is a life sign, so a
+ * PINGs one connection every `intervalMs` and reports it silent when no byte at all
+ * arrived within `timeoutMs` after a PING (the caller suspects it and prepares a replacement;
+ * a silent socket may still deliver what a stalled Redis or a partition holds). Any inbound data is a life sign, so a
  * subscriber whose PONG queues behind a flood is alive, and verdicts wait for
  * pending I/O (VerdictTimers), so a blocked event loop is no false reconnect.
  * Answers are tagged with the socket generation: ioredis re-sends unanswered
@@ -17,7 +18,7 @@ export class Heartbeat {
   constructor(
     private readonly connection: ManagedConnection,
     private readonly settings: Required<HeartbeatOptions>,
-    private readonly onDead: (silentForMs: number, generation: number) => void,
+    private readonly onSilent: (silentForMs: number, generation: number) => void,
   ) {}
 
   start(): void {
@@ -44,7 +45,7 @@ export class Heartbeat {
     this.verdicts.schedule(this.settings.timeoutMs, () => {
       if (connection.generation !== generation || !connection.isReady) return;
       const last = connection.lastLifeSignAt ?? 0;
-      if (last < sentAt) this.onDead(Date.now() - last, generation);
+      if (last < sentAt) this.onSilent(Date.now() - last, generation);
     });
   }
 }
