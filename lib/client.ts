@@ -3,6 +3,7 @@ import { ClientProxy, type ReadPacket, type WritePacket } from '@nestjs/microser
 import { InvalidMessageException } from '@nestjs/microservices/errors/invalid-message.exception.js';
 import { connectable, defer, Observable, Subject, throwError } from 'rxjs';
 import type { Redis } from 'ioredis';
+import type { Context } from '@opentelemetry/api';
 import { MessageCodec } from './codec.js';
 import { DurablePublisher } from './delivery/durable-stream.js';
 import { PositionStamper, stampEnvelope } from './delivery/position.js';
@@ -14,6 +15,7 @@ import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from '.
 import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
 import { decodeReply, nestReplyChannel, replyIdOf } from './reply-packet.js';
 import { ReplySubscriptions } from './reply-subscriptions.js';
+import { replyDestination, TransportTelemetry } from './telemetry/transport-telemetry.js';
 import { transportRegistry, type MonitoredTransport } from './transport-registry.js';
 
 interface PendingRequest {
@@ -25,6 +27,8 @@ interface PendingRequest {
   published: boolean;
   /** Holds its "<channel>.reply" subscription (released when the request ends). */
   listening?: boolean;
+  /** The request's send span: its reply is processed in the same trace. */
+  trace?: Context;
 }
 
 /**
@@ -56,6 +60,8 @@ export class RedisPubSubClient
   private started = false;
   private closed = false;
   private closing?: Promise<void>;
+  /** Set at start when OpenTelemetry is installed and a provider registered; the hot path checks only this. */
+  private telemetry?: TransportTelemetry;
 
   constructor(options: RedisPubSubOptions = {}) {
     super();
@@ -138,6 +144,19 @@ export class RedisPubSubClient
 
   /** Resolves to the number of subscribers Redis delivered the event to (per node on a cluster). */
   protected async dispatchEvent<T = any>(packet: ReadPacket): Promise<T> {
+    if (!this.telemetry) return this.publishEvent<T>(packet);
+    const operation = this.telemetry.beginSend({ name: this.normalizePattern(packet.pattern) }, packet.metadata);
+    try {
+      const result = await this.publishEvent<T>({ ...packet, metadata: operation.metadata });
+      operation.end(undefined);
+      return result;
+    } catch (error) {
+      operation.end(undefined, error);
+      throw error;
+    }
+  }
+
+  private async publishEvent<T>(packet: ReadPacket): Promise<T> {
     if (this.closed) throw new Error(`${this.name}: emit() after close()`);
     const channel = this.normalizePattern(packet.pattern);
     const durable = this.durable.has(channel);
@@ -187,12 +206,21 @@ export class RedisPubSubClient
     const listening = this.replies.acquire(request.channel);
     if (listening !== true && !(await listening)) throw new Error('the reply connection to Redis was lost');
     if (!this.pending.has(id)) return;
-    const message = JSON.stringify(await this.serializer.serialize(packet));
-    if (!this.pending.has(id)) return;
-    // The reply path may have died while an async serializer ran: fail now, not at the timeout.
-    if (this.link.status !== RedisPubSubStatus.CONNECTED) throw new Error('the reply connection to Redis was lost');
-    request.published = true;
-    const receivers = await this.link.publisher.redis.publish(request.channel, message);
+    const operation = this.telemetry?.beginSend({ name: request.channel }, packet.metadata, id);
+    request.trace = operation?.context;
+    let receivers: number;
+    try {
+      const message = JSON.stringify(await this.serializer.serialize(operation ? { ...packet, metadata: operation.metadata } : packet));
+      if (!this.pending.has(id)) return operation?.end(undefined, 'request cancelled');
+      // The reply path may have died while an async serializer ran: fail now, not at the timeout.
+      if (this.link.status !== RedisPubSubStatus.CONNECTED) throw new Error('the reply connection to Redis was lost');
+      request.published = true;
+      receivers = await this.link.publisher.redis.publish(request.channel, message);
+      operation?.end(Buffer.byteLength(message));
+    } catch (error) {
+      operation?.end(undefined, error);
+      throw error;
+    }
     if (receivers === 0) this.fail(id, `no subscriber for pattern "${request.channel}": nobody is subscribed to it`);
   }
 
@@ -221,7 +249,11 @@ export class RedisPubSubClient
     const { err, response, isDisposed } = packet!;
     const last = isDisposed === true || err != null;
     if (last) this.forget(id);
-    request.callback(last ? { err, response, isDisposed: true } : { err, response });
+    const deliver = () => request.callback(last ? { err, response, isDisposed: true } : { err, response });
+    if (!this.telemetry) return deliver();
+    const operation = this.telemetry.beginProcess(replyDestination(channel), undefined, payload.length, id, request.trace);
+    operation.run(deliver);
+    operation.end();
   }
 
   /** Logged and counted; the request it answers, when its id can be read, fails now with the reason. */
@@ -241,6 +273,7 @@ export class RedisPubSubClient
     if (this.started || this.closed) return;
     this.started = true;
     transportRegistry.add(this);
+    this.telemetry = TransportTelemetry.start(this.link, { name: this.name, kind: 'client', stats: () => this.getStats() });
     // Closing before the first connection is the caller's own doing, not an error to log.
     this.link.start().catch((error: Error) => this.closed || this.link.logger.error(error.message));
   }

@@ -1,6 +1,7 @@
 import { Server, type CustomTransportStrategy, type MessageHandler, type Transport, type WritePacket } from '@nestjs/microservices';
 import { isObservable, throwError, type Observable } from 'rxjs';
 import type { Redis } from 'ioredis';
+import type { Context } from '@opentelemetry/api';
 import { DeliveryGuard } from './delivery/delivery-guard.js';
 import { errorText } from './error-text.js';
 import { MessageCodec, validatePacket, type IncomingPacket } from './codec.js';
@@ -10,6 +11,7 @@ import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from '.
 import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
 import { isReplyPacket, nestReplyChannel } from './reply-packet.js';
 import { RequestStreams, STREAM_ENDED_BY_CLOSE } from './request-streams.js';
+import { replyDestination, TransportTelemetry, type ProcessOperation } from './telemetry/transport-telemetry.js';
 import { transportRegistry, type MonitoredTransport } from './transport-registry.js';
 
 const NO_MESSAGE_HANDLER = 'There is no matching message handler defined in the remote service.';
@@ -22,7 +24,7 @@ interface Route {
 }
 
 interface EventCompletion {
-  finish: () => void;
+  finish: (error?: unknown, failed?: boolean) => void;
   fail: (error: unknown) => void;
   consume: (value: unknown) => void;
 }
@@ -63,6 +65,8 @@ export class RedisPubSubServer
   private closed?: Promise<void>;
   /** Whether processing hooks were installed (by instrumentation); without them events skip the hook plumbing. */
   private hooked = false;
+  /** Set in listen() when OpenTelemetry is installed and a provider registered; the hot path checks only this. */
+  private telemetry?: TransportTelemetry;
 
   constructor(options: RedisPubSubOptions = {}) {
     super();
@@ -99,6 +103,7 @@ export class RedisPubSubServer
       }
     }
     transportRegistry.add(this);
+    this.telemetry ??= TransportTelemetry.start(this.link, { name: this.name, kind: 'server', stats: () => this.getStats(), inFlight: () => this.inFlight });
     // Resolves once subscribed and every durable channel knows where its stream stands.
     this.link
       .start()
@@ -189,7 +194,7 @@ export class RedisPubSubServer
           if (isReplyPacket(packet)) return;
           const valid = validatePacket(packet);
           if (!valid.ok) return this.reject(channel, valid.problem);
-          this.dispatch(route, valid.value, channel, pattern, replayed);
+          this.dispatch(route, valid.value, channel, pattern, replayed, payload.length);
         })
         .catch((error: unknown) => this.reject(channel, `deserializer failed: ${errorText(error)}`))
         .finally(() => this.settled());
@@ -197,19 +202,31 @@ export class RedisPubSubServer
     }
     const packet = this.codec.toPacket(channel, parsed.value);
     if (!packet.ok) return this.reject(channel, packet.problem);
-    this.dispatch(route, packet.value, channel, pattern, replayed);
+    this.dispatch(route, packet.value, channel, pattern, replayed, payload.length);
   }
 
-  private dispatch(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined, replayed = false): void {
+  private dispatch(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined, replayed: boolean, bodySize: number): void {
     if (packet.id === undefined && !this.delivery.admit(channel, pattern, packet.metadata, replayed)) return;
+    if (!this.telemetry) return this.handle(route, packet, channel, pattern, undefined);
+    const operation = this.telemetry.beginProcess({ name: channel, template: pattern }, packet.metadata, bodySize, packet.id);
+    operation.run(() => this.handle(route, packet, channel, pattern, operation));
+  }
+
+  private handle(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined, operation: ProcessOperation | undefined): void {
     const context = new RedisPubSubContext([channel, pattern, packet.metadata]);
     this.inFlight++;
     if (packet.id === undefined) {
-      // A pattern route's key is the glob: its errors must name the channel, so its callbacks are per event.
-      if (!this.hooked) return this.runEvent(route, packet.data, context, pattern === undefined ? route.completion : this.eventCompletion(channel));
+      if (!this.hooked) {
+        // A pattern route's key is the glob: its errors must name the channel, so its callbacks are per event.
+        const completion = operation ? this.eventCompletion(channel, operation.end) : pattern === undefined ? route.completion : this.eventCompletion(channel);
+        return this.runEvent(route, packet.data, context, completion);
+      }
       this.runWithProcessingHooks(
         context,
-        (runEndHook) => new Promise<void>((done) => this.runEvent(route, packet.data, context, this.eventCompletion(channel, () => (runEndHook(), done())))),
+        (runEndHook) =>
+          new Promise<void>((done) =>
+            this.runEvent(route, packet.data, context, this.eventCompletion(channel, (error, failed) => (runEndHook(), done(), operation?.end(error, failed)))),
+          ),
       );
       return;
     }
@@ -217,7 +234,8 @@ export class RedisPubSubServer
     const replyChannel = packet.replyTo ?? nestReplyChannel(channel);
     if (route.isEvent) {
       this.settled();
-      return void this.reply(replyChannel, { id, err: NO_MESSAGE_HANDLER, status: 'error', isDisposed: true }).catch(() => undefined);
+      operation?.end(NO_MESSAGE_HANDLER, true);
+      return void this.reply(replyChannel, { id, err: NO_MESSAGE_HANDLER, status: 'error', isDisposed: true }, undefined, operation?.context).catch(() => undefined);
     }
     let open = true;
     const stream: { stop?: () => void } = {};
@@ -225,7 +243,7 @@ export class RedisPubSubServer
     const respond = (message: WritePacket): Promise<unknown> => {
       if (!open) return Promise.resolve();
       if (message.err !== undefined && message.err !== STREAM_ENDED_BY_CLOSE) this.handlerFailed(channel, message.err);
-      const sent = this.reply(replyChannel, { ...message, id }, channel);
+      const sent = this.reply(replyChannel, { ...message, id }, channel, operation?.context);
       if (!message.isDisposed && message.err === undefined) {
         return sent.then((delivered) => {
           if (!delivered && open) {
@@ -233,10 +251,12 @@ export class RedisPubSubServer
             open = false;
             this.settled();
             stream.stop?.();
+            operation?.end('reply not sent', true);
           }
         });
       }
       open = false;
+      operation?.end(message.err, message.err !== undefined && message.err !== STREAM_ENDED_BY_CLOSE);
       return sent.finally(() => this.settled());
     };
     this.handleRequest(
@@ -268,14 +288,14 @@ export class RedisPubSubServer
   }
 
   /** How an event handler's end is counted (and a failure logged against `channel`). */
-  private eventCompletion(channel: string, ended?: () => void): EventCompletion {
-    const finish = () => {
+  private eventCompletion(channel: string, ended?: (error?: unknown, failed?: boolean) => void): EventCompletion {
+    const finish = (error?: unknown, failed = false) => {
       this.settled();
-      ended?.();
+      ended?.(error, failed);
     };
     const fail = (error: unknown) => {
       this.handlerFailed(channel, error);
-      finish();
+      finish(error, true);
     };
     const consume = (value: unknown) => (isObservable(value) ? value.subscribe({ error: fail, complete: finish }) : finish());
     return { finish, fail, consume };
@@ -285,7 +305,21 @@ export class RedisPubSubServer
    * Publishes one reply; a reply larger than `maxPayloadBytes` (what a client with the same setting
    * accepts) is replaced by an error reply naming the size, and `false` is returned: the request is over.
    */
-  private async reply(channel: string, message: WritePacket & { id: string }, requestChannel?: string): Promise<boolean> {
+  private async reply(channel: string, message: WritePacket & { id: string }, requestChannel?: string, parent?: Context): Promise<boolean> {
+    if (!this.telemetry) return this.publishReply(channel, message, requestChannel);
+    // Replies carry no metadata: Nest's reply deserializer would take an extra key for a foreign payload.
+    const operation = this.telemetry.beginSend(replyDestination(channel), undefined, message.id, parent);
+    try {
+      const delivered = await this.publishReply(channel, message, requestChannel);
+      operation.end(undefined, delivered ? undefined : 'reply too large');
+      return delivered;
+    } catch (error) {
+      operation.end(undefined, error);
+      throw error;
+    }
+  }
+
+  private async publishReply(channel: string, message: WritePacket & { id: string }, requestChannel?: string): Promise<boolean> {
     const text = JSON.stringify(await this.serializer.serialize(message));
     const problem = oversized(text, this.settings.maxPayloadBytes);
     if (problem === undefined) {

@@ -1,0 +1,157 @@
+import type { Attributes, BatchObservableResult, Counter, Histogram, Meter, Observable } from '@opentelemetry/api';
+import type { ConnectionRole, ConnectionState } from '../managed-connection.js';
+import type { RedisPubSubStats } from '../pubsub-link.js';
+import { ATTR, errorType, metricAttributes, type Destination, type OperationName } from './semconv.js';
+
+/** The semantic conventions' advised buckets for messaging durations, in seconds. */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+const STATES: ConnectionState[] = ['connecting', 'connected', 'reconnecting', 'disconnected', 'closed'];
+const ROLES: ConnectionRole[] = ['subscriber', 'publisher'];
+/** Clients publish to any channel: bound the per-destination attribute cache. */
+const MAX_CACHED_DESTINATIONS = 1_000;
+
+/** What the observable instruments read from one running transport. */
+export interface MetricSources {
+  name: string;
+  kind: 'server' | 'client';
+  stats(): RedisPubSubStats;
+  /** Servers: handlers still running. */
+  inFlight?(): number;
+}
+
+/**
+ * One set of instruments per meter, shared by every transport of the process, and one collection
+ * callback observing them all. A closed transport stays observed (state `closed`) until one of the
+ * same kind and name replaces it, as in health checks: dropping it would leave its last values
+ * (e.g. `connected`) standing in cumulative exports.
+ */
+class Instruments {
+  readonly transports = new Map<string, { sources: MetricSources; attributes: Attributes }>();
+  readonly sent: Counter;
+  readonly consumed: Counter;
+  readonly processDuration: Histogram;
+  readonly operationDuration: Histogram;
+  readonly resubscribeDuration: Histogram;
+  readonly heartbeatTimeouts: Counter;
+  readonly probeFailures: Counter;
+  readonly state: Observable;
+  readonly connectionState: Observable;
+  readonly reconnects: Observable;
+  readonly heartbeatRtt: Observable;
+  readonly subscriptionsExpected: Observable;
+  readonly subscriptionsConfirmed: Observable;
+  readonly invalid: Observable;
+  readonly handlerErrors: Observable;
+  readonly inFlight: Observable;
+  readonly offlineQueue: Observable;
+  readonly pendingRequests: Observable;
+
+  constructor(readonly meter: Meter) {
+    const duration = (name: string, description: string) =>
+      meter.createHistogram(name, { unit: 's', description, advice: { explicitBucketBoundaries: DURATION_BUCKETS } });
+    this.sent = meter.createCounter('messaging.client.sent.messages', { unit: '{message}', description: 'Messages the transport attempted to publish (events, requests, replies).' });
+    this.consumed = meter.createCounter('messaging.client.consumed.messages', { unit: '{message}', description: 'Messages delivered to a handler (server) or reply messages matched to a request (client).' });
+    this.processDuration = duration('messaging.process.duration', 'Duration of handling one message, to the end of the handler.');
+    this.operationDuration = duration('messaging.client.operation.duration', 'Duration of one PUBLISH, until Redis acknowledged it.');
+    this.resubscribeDuration = duration('redis_pubsub.resubscribe.duration', 'Time from a new subscriber connection to every subscription acknowledged.');
+    this.heartbeatTimeouts = meter.createCounter('redis_pubsub.heartbeat.timeouts', { unit: '{timeout}', description: 'Connections torn down because nothing arrived within heartbeat.timeoutMs after a PING.' });
+    this.probeFailures = meter.createCounter('redis_pubsub.probe.failures', { unit: '{failure}', description: 'Path probes that did not reach the subscriber (deaf subscriber caught).' });
+    this.state = meter.createObservableGauge('redis_pubsub.state', { unit: '1', description: '1 for the current state of the transport, 0 for the others.' });
+    this.connectionState = meter.createObservableGauge('redis_pubsub.connection.state', { unit: '1', description: '1 for the current state of each connection, 0 for the others.' });
+    this.reconnects = meter.createObservableCounter('redis_pubsub.connection.reconnects', { unit: '{reconnect}', description: 'Successful reconnects per connection.' });
+    this.heartbeatRtt = meter.createObservableGauge('redis_pubsub.heartbeat.rtt', { unit: 's', description: 'Round trip of the last answered heartbeat PING per connection.' });
+    this.subscriptionsExpected = meter.createObservableGauge('redis_pubsub.subscriptions.expected', { unit: '{subscription}', description: 'Channels and patterns the transport must be subscribed to (including its probe channel).' });
+    this.subscriptionsConfirmed = meter.createObservableGauge('redis_pubsub.subscriptions.confirmed', { unit: '{subscription}', description: 'Subscriptions Redis acknowledged on the current subscriber connection.' });
+    this.invalid = meter.createObservableCounter('redis_pubsub.messages.invalid', { unit: '{message}', description: 'Messages rejected as invalid (size, UTF-8, depth, forbidden keys, envelope shape).' });
+    this.handlerErrors = meter.createObservableCounter('redis_pubsub.handler.errors', { unit: '{error}', description: 'Handlers that threw or rejected.' });
+    this.inFlight = meter.createObservableUpDownCounter('redis_pubsub.handlers.in_flight', { unit: '{message}', description: 'Server: messages whose handler has not finished.' });
+    this.offlineQueue = meter.createObservableUpDownCounter('redis_pubsub.offline_queue.depth', { unit: '{message}', description: 'Client: events held while the publisher is down.' });
+    this.pendingRequests = meter.createObservableUpDownCounter('redis_pubsub.requests.pending', { unit: '{request}', description: 'Client: requests awaiting their reply.' });
+    const observables: Observable[] = [
+      this.state, this.connectionState, this.reconnects, this.heartbeatRtt, this.subscriptionsExpected, this.subscriptionsConfirmed,
+      this.invalid, this.handlerErrors, this.inFlight, this.offlineQueue, this.pendingRequests,
+    ];
+    meter.addBatchObservableCallback((result) => {
+      for (const { sources, attributes } of this.transports.values()) this.observe(result, sources, attributes);
+    }, observables);
+  }
+
+  private observe(result: BatchObservableResult, sources: MetricSources, instance: Attributes): void {
+    const stats = sources.stats();
+    for (const state of STATES) result.observe(this.state, stats.state === state ? 1 : 0, { ...instance, [ATTR.state]: state });
+    for (const role of ROLES) {
+      const connection = stats.connections[role];
+      const attributes = { ...instance, [ATTR.connection]: role };
+      for (const state of STATES) result.observe(this.connectionState, connection.state === state ? 1 : 0, { ...attributes, [ATTR.state]: state });
+      result.observe(this.reconnects, connection.reconnects, attributes);
+      if (connection.heartbeatRttMs !== null) result.observe(this.heartbeatRtt, connection.heartbeatRttMs / 1000, attributes);
+    }
+    result.observe(this.subscriptionsExpected, stats.subscriptions.expected, instance);
+    result.observe(this.subscriptionsConfirmed, stats.subscriptions.confirmed, instance);
+    result.observe(this.invalid, stats.messages.invalid, instance);
+    result.observe(this.handlerErrors, stats.messages.handlerErrors, instance);
+    if (sources.inFlight) result.observe(this.inFlight, sources.inFlight(), instance);
+    if (stats.pending) {
+      result.observe(this.offlineQueue, stats.pending.events, instance);
+      result.observe(this.pendingRequests, stats.pending.requests, instance);
+    }
+  }
+}
+
+let shared: Instruments | undefined;
+
+/**
+ * Metrics through the OpenTelemetry metrics API: the messaging conventions' four, recorded per
+ * message, and what only this transport knows, observed from its stats at collection time (nothing
+ * on the hot path) or recorded from its lifecycle events.
+ */
+export class MessagingMetrics {
+  private readonly instruments: Instruments;
+  private readonly instance: Attributes;
+  private readonly attributeCache = new Map<string, Attributes>();
+
+  constructor(meter: Meter, sources: MetricSources) {
+    if (shared?.meter !== meter) shared = new Instruments(meter);
+    this.instruments = shared;
+    this.instance = { [ATTR.instance]: sources.name, [ATTR.kind]: sources.kind };
+    shared.transports.set(`${sources.kind}\u0000${sources.name}`, { sources, attributes: this.instance });
+  }
+
+  sent(destination: Destination, durationMs: number, error?: unknown): void {
+    const attributes = error === undefined ? this.attributes(destination, 'send') : this.failed(destination, 'send', error);
+    this.instruments.sent.add(1, attributes);
+    this.instruments.operationDuration.record(durationMs / 1000, attributes);
+  }
+
+  processed(destination: Destination, durationMs: number, error?: unknown, failed = error !== undefined): void {
+    const attributes = failed ? this.failed(destination, 'process', error) : this.attributes(destination, 'process');
+    this.instruments.consumed.add(1, attributes);
+    this.instruments.processDuration.record(durationMs / 1000, attributes);
+  }
+
+  resubscribed(durationMs: number, failed: number): void {
+    this.instruments.resubscribeDuration.record(durationMs / 1000, failed > 0 ? { ...this.instance, [ATTR.errorType]: 'refused' } : this.instance);
+  }
+
+  heartbeatTimeout(connection: ConnectionRole): void {
+    this.instruments.heartbeatTimeouts.add(1, { ...this.instance, [ATTR.connection]: connection });
+  }
+
+  probeFailed(): void {
+    this.instruments.probeFailures.add(1, this.instance);
+  }
+
+  private attributes(destination: Destination, operation: OperationName): Attributes {
+    const key = `${operation}\u0000${destination.template ?? destination.name}\u0000${destination.template === undefined ? 'n' : 't'}`;
+    let attributes = this.attributeCache.get(key);
+    if (attributes === undefined) {
+      attributes = { ...metricAttributes(destination, operation), ...this.instance };
+      if (this.attributeCache.size < MAX_CACHED_DESTINATIONS) this.attributeCache.set(key, attributes);
+    }
+    return attributes;
+  }
+
+  private failed(destination: Destination, operation: OperationName, error: unknown): Attributes {
+    return { ...this.attributes(destination, operation), [ATTR.errorType]: errorType(error) };
+  }
+}
