@@ -6,6 +6,7 @@ import { RedisPubSubClient, type RedisPubSubOptions } from '../lib/index.js';
 import { RedisPubSubHealthModule } from '../lib/health/index.js';
 import { CLIENT_NAME, EVENTS, type SampleConfig } from './config.js';
 import { HealthController } from './health.controller.js';
+import { MetricsController, PROMETHEUS } from './metrics.js';
 import { OrdersController } from './orders.controller.js';
 import { OrdersStore } from './orders.store.js';
 
@@ -36,8 +37,8 @@ export class AppModule {
           },
         ]),
       ],
-      controllers: [OrdersController, HealthController],
-      providers: [OrdersStore],
+      controllers: config.prometheus ? [OrdersController, HealthController, MetricsController] : [OrdersController, HealthController],
+      providers: config.prometheus ? [OrdersStore, { provide: PROMETHEUS, useValue: config.prometheus }] : [OrdersStore],
     };
   }
 }

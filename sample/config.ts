@@ -1,4 +1,5 @@
 import type { LoggerService, LogLevel } from '@nestjs/common';
+import type { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { HeartbeatOptions, RetryOptions } from '../lib/index.js';
 import type { RedisPubSubHealthOptions } from '../lib/health/index.js';
 
@@ -16,6 +17,8 @@ export interface SampleConfig {
   retry?: RetryOptions;
   /** Health thresholds (grace period, liveness timeout, staleness). Default: the library's. */
   health?: RedisPubSubHealthOptions;
+  /** Serves `GET /metrics` from this exporter (see metrics.ts). Default: no /metrics. */
+  prometheus?: PrometheusExporter;
   /** Nest logger; `false` silences the app (tests). */
   logger?: LoggerService | LogLevel[] | false;
 }

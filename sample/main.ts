@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { createSampleApp, type SampleApp } from './app.js';
 import { startLocalRedis, type LocalRedis } from './local-redis.js';
+import { registerPrometheusMetrics } from './metrics.js';
 
 /**
  * `npm run sample`: the hybrid sample app on PORT (default 3000), using REDIS_URL, or a
@@ -21,11 +22,13 @@ async function main(): Promise<void> {
     logger.log(`REDIS_URL not set: started a local redis-server at ${redisUrl}`);
   }
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void shutdown(signal));
-  sample = await createSampleApp({ redisUrl, port, host: process.env.HOST });
+  // Before the app: the transports look for a registered meter provider when they start.
+  const { exporter } = registerPrometheusMetrics();
+  sample = await createSampleApp({ redisUrl, port, host: process.env.HOST, prometheus: exporter });
   const url = sample.url.replace(/\[::1?\]/, "localhost");
   logger.log(`listening on ${url}`);
   logger.log('try: curl -X POST -H "content-type: application/json" -d \'{"item":"book","quantity":2}\' ' + `${url}/orders`);
-  logger.log(`     curl ${url}/orders   curl ${url}/health   (/health/live, /health/ready)`);
+  logger.log(`     curl ${url}/orders   curl ${url}/health   (/health/live, /health/ready)   curl ${url}/metrics`);
   sample.transportReady.then(() => logger.log('transport connected and subscribed'), () => undefined);
 }
 

@@ -20,6 +20,13 @@ export const PUBSUB_HB500: Contender = {
   app: { kind: 'pubsub', pubsub: { heartbeat: { intervalMs: 500 } } },
 };
 
+/** Tracing and metrics on, exporting nowhere: the cost of the instrumentation itself. */
+export const PUBSUB_OTEL: Contender = {
+  id: 'pubsub-otel',
+  label: 'RedisPubSubServer (OpenTelemetry on, no-op exporters)',
+  app: { kind: 'pubsub', pubsub: {}, otel: true },
+};
+
 export const EVENT_CONTENDERS = [RAW, NEST_REDIS, PUBSUB, PUBSUB_HB500];
 export const RECOVERY_CONTENDERS = [NEST_REDIS, PUBSUB, PUBSUB_HB500];
 

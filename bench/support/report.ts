@@ -41,6 +41,7 @@ const COLORS: Record<string, string> = {
   'nest-redis': '#cf222e',
   pubsub: '#0969da',
   'pubsub-hb500': '#54aeff',
+  'pubsub-otel': '#8250df',
 };
 const SIZE_LABEL = { small: '100 B', large: '4 KiB' } as const;
 

@@ -23,6 +23,8 @@ export interface AppConfig {
   nestRedis?: { retryAttempts?: number; retryDelay?: number };
   /** nest-floor only: run Nest's processing hooks around the handler (default true). */
   floorHooks?: boolean;
+  /** pubsub only: register OpenTelemetry tracer and meter providers with no-op exporters first. */
+  otel?: boolean;
   /** Forward each marker to the parent (recovery section). */
   reportMarkers?: boolean;
 }

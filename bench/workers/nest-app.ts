@@ -51,6 +51,7 @@ export async function startNest(cfg: AppConfig): Promise<{ app: INestMicroservic
     const { FloorServer } = await import('./floor-server.js');
     app = await NestFactory.createMicroservice(BenchModule, { strategy: new FloorServer(cfg.host, cfg.port, cfg.floorHooks !== false), logger: LOG_LEVELS });
   } else {
+    if (cfg.otel) (await import('./otel-noop.js')).registerNoopOtel();
     server = new RedisPubSubServer({ url: `redis://${cfg.host}:${cfg.port}`, ...cfg.pubsub });
     app = await NestFactory.createMicroservice(BenchModule, { strategy: server, logger: LOG_LEVELS });
     for (const name of ['heartbeat-timeout', 'probe-failed', 'suspect', 'resumed', 'cut-over', 'reconnected', 'resubscribed']) {
