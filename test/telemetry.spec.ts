@@ -177,7 +177,7 @@ describe('OpenTelemetry tracing and metrics, against a real redis-server', () =>
       expect(process.attributes['messaging.message.body.size']).toBe(send.attributes['messaging.message.body.size']);
       // W3C trace context travels in the envelope metadata.
       const { traceId, spanId } = send.spanContext();
-      expect(apps.inbox.of('event')[0]!.metadata).toEqual({ traceparent: `00-${traceId}-${spanId}-01` });
+      expect(apps.inbox.of('event')[0]!.metadata).toMatchObject({ traceparent: `00-${traceId}-${spanId}-01` });
     });
 
     it('a PSUBSCRIBE handler names its span after the glob (messaging.destination.template)', async () => {
@@ -197,7 +197,7 @@ describe('OpenTelemetry tracing and metrics, against a real redis-server', () =>
       } finally {
         apps.client.setOnDispatchHook(() => undefined);
       }
-      expect(apps.inbox.of('event')[0]!.metadata).toEqual(own);
+      expect(apps.inbox.of('event')[0]!.metadata).toMatchObject(own);
       await waitFor(() => telemetry.named('process tele.event').length === 1, { message: 'process span' });
       const send = only(telemetry.finished(), 'send tele.event');
       expect(send.links.map((link) => link.context.spanId)).toEqual(['b7ad6b7169203331']);
@@ -319,6 +319,21 @@ describe('OpenTelemetry tracing and metrics, against a real redis-server', () =>
       const after = await waitForMetrics(telemetry, (m) => m.value('redis_pubsub.messages.invalid', server) > before.value('redis_pubsub.messages.invalid', server));
       expect(after.value('redis_pubsub.messages.invalid', server) - before.value('redis_pubsub.messages.invalid', server)).toBe(1);
       expect(apps.logger.errors('Invalid message on channel "tele.event"').length).toBeGreaterThan(0);
+    });
+
+    it('lost and duplicate events of our clients are counted', async () => {
+      const stamped = (s: number) => JSON.stringify({ pattern: 'tele.event', data: s, metadata: { 'redisPubSub.position': { p: 'tele-publisher', s } } });
+      const before = await telemetry.collect();
+      await direct.publish('tele.event', stamped(1));
+      await direct.publish('tele.event', stamped(3)); // 2 never arrived
+      await direct.publish('tele.event', stamped(3)); // a repeat
+      const after = await waitForMetrics(
+        telemetry,
+        (m) => m.value('redis_pubsub.messages.duplicates', server) > before.value('redis_pubsub.messages.duplicates', server),
+      );
+      expect(after.value('redis_pubsub.messages.lost', server) - before.value('redis_pubsub.messages.lost', server)).toBe(1);
+      expect(after.value('redis_pubsub.messages.duplicates', server) - before.value('redis_pubsub.messages.duplicates', server)).toBe(1);
+      expect(apps.inbox.of('event').map((item) => item.data)).toEqual([1, 3]);
     });
 
     it('in-flight handlers and pending requests go up and down', async () => {

@@ -42,6 +42,8 @@ class Instruments {
   readonly subscriptionsConfirmed: Observable;
   readonly invalid: Observable;
   readonly handlerErrors: Observable;
+  readonly lost: Observable;
+  readonly duplicates: Observable;
   readonly inFlight: Observable;
   readonly offlineQueue: Observable;
   readonly pendingRequests: Observable;
@@ -64,12 +66,14 @@ class Instruments {
     this.subscriptionsConfirmed = meter.createObservableGauge('redis_pubsub.subscriptions.confirmed', { unit: '{subscription}', description: 'Subscriptions Redis acknowledged on the current subscriber connection.' });
     this.invalid = meter.createObservableCounter('redis_pubsub.messages.invalid', { unit: '{message}', description: 'Messages rejected as invalid (size, UTF-8, depth, forbidden keys, envelope shape).' });
     this.handlerErrors = meter.createObservableCounter('redis_pubsub.handler.errors', { unit: '{error}', description: 'Handlers that threw or rejected.' });
+    this.lost = meter.createObservableCounter('redis_pubsub.messages.lost', { unit: '{message}', description: "Server: events of this library's clients that never arrived (gaps in their publisher's sequence)." });
+    this.duplicates = meter.createObservableCounter('redis_pubsub.messages.duplicates', { unit: '{message}', description: 'Server: repeated or out-of-date events dropped before their handler.' });
     this.inFlight = meter.createObservableUpDownCounter('redis_pubsub.handlers.in_flight', { unit: '{message}', description: 'Server: messages whose handler has not finished.' });
     this.offlineQueue = meter.createObservableUpDownCounter('redis_pubsub.offline_queue.depth', { unit: '{message}', description: 'Client: events held while the publisher is down.' });
     this.pendingRequests = meter.createObservableUpDownCounter('redis_pubsub.requests.pending', { unit: '{request}', description: 'Client: requests awaiting their reply.' });
     const observables: Observable[] = [
       this.state, this.connectionState, this.reconnects, this.heartbeatRtt, this.subscriptionsExpected, this.subscriptionsConfirmed,
-      this.invalid, this.handlerErrors, this.inFlight, this.offlineQueue, this.pendingRequests,
+      this.invalid, this.handlerErrors, this.lost, this.duplicates, this.inFlight, this.offlineQueue, this.pendingRequests,
     ];
     meter.addBatchObservableCallback((result) => {
       for (const { sources, attributes } of this.transports.values()) this.observe(result, sources, attributes);
@@ -90,6 +94,8 @@ class Instruments {
     result.observe(this.subscriptionsConfirmed, stats.subscriptions.confirmed, instance);
     result.observe(this.invalid, stats.messages.invalid, instance);
     result.observe(this.handlerErrors, stats.messages.handlerErrors, instance);
+    result.observe(this.lost, stats.messages.lost, instance);
+    result.observe(this.duplicates, stats.messages.duplicates, instance);
     if (sources.inFlight) result.observe(this.inFlight, sources.inFlight(), instance);
     if (stats.pending) {
       result.observe(this.offlineQueue, stats.pending.events, instance);
