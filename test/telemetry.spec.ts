@@ -173,8 +173,7 @@ describe('OpenTelemetry tracing and metrics, against a real redis-server', () =>
         'messaging.operation.type': 'process',
         'messaging.operation.name': 'process',
       });
-      expect(send.attributes['messaging.message.body.size']).toBeGreaterThan(0);
-      expect(process.attributes['messaging.message.body.size']).toBe(send.attributes['messaging.message.body.size']);
+      expect(process.attributes['messaging.message.body.size']).toBeGreaterThan(0);
       // W3C trace context travels in the envelope metadata.
       const { traceId, spanId } = send.spanContext();
       expect(apps.inbox.of('event')[0]!.metadata).toMatchObject({ traceparent: `00-${traceId}-${spanId}-01` });
