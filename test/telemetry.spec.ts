@@ -46,24 +46,24 @@ async function startApps(
 
   @Controller()
   class TelemetryController {
-    @EventPattern('tele.event')
+    @EventPattern<string>('tele.event')
     event(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       // The handler's own span must nest under the process span.
       trace.getTracer('app').startActiveSpan('app work', (span) => span.end());
       record('event', data, ctx);
     }
 
-    @EventPattern('telep.*', { psubscribe: true })
+    @EventPattern<string>('telep.*', { psubscribe: true })
     pattern(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       record('pattern', data, ctx);
     }
 
-    @EventPattern('tele.fail')
+    @EventPattern<string>('tele.fail')
     fail() {
       throw new Error('tele handler failed');
     }
 
-    @EventPattern('tele.slow')
+    @EventPattern<string>('tele.slow')
     async slow(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       const gate = state.gate!;
       gate.entered = true;
@@ -249,7 +249,7 @@ describe('OpenTelemetry tracing and metrics, against a real redis-server', () =>
       const inbox = new Inbox();
       @Controller()
       class BuiltIn {
-        @EventPattern('legacy.traced')
+        @EventPattern<string>('legacy.traced')
         handle(@Payload() data: unknown) {
           inbox.push({ handler: 'legacy', data, channel: 'legacy.traced', pattern: undefined, metadata: undefined });
         }
