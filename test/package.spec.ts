@@ -99,6 +99,8 @@ describe('the packed package in a project configured like `nest new` (strict)', 
 
   it('loads the main entry without @nestjs/terminus installed; ./health names the missing peer', () => {
     expect(existsSync(join(project, 'node_modules', '@nestjs', 'terminus'))).toBe(false);
+    // @opentelemetry/api, an optional peer too, is not installed either.
+    expect(existsSync(join(project, 'node_modules', '@opentelemetry', 'api'))).toBe(false);
     const script = `
       const main = await import('nestjs-redis-pubsub');
       const health = await import('nestjs-redis-pubsub/health').then(() => 'loaded', (error) => error.message);
@@ -115,6 +117,8 @@ describe('the packed package in a project configured like `nest new` (strict)', 
 
   it('compiles every ```ts block of the README with tsc, unchanged', () => {
     link(project, '@nestjs/terminus');
+    // The OpenTelemetry set-up example.
+    for (const name of ['api', 'context-async-hooks', 'core', 'exporter-prometheus', 'sdk-metrics', 'sdk-trace-base']) link(project, `@opentelemetry/${name}`);
     const blocks = readmeTsBlocks(readFileSync(join(root, 'README.md'), 'utf8'));
     expect(blocks.length).toBeGreaterThan(3);
     const names = blocks.map((block) => block.file);
