@@ -103,6 +103,7 @@ describe('TLS (rediss://) against a real redis-server with TLS', () => {
         await client.close();
         await app.close();
       }
+      expect(JSON.stringify(app.logger.lines)).not.toContain(PASSWORD);
     });
 
     it('reconnects over TLS after a Redis restart: every event Redis delivered is handled once, in order', async () => {
@@ -166,6 +167,8 @@ describe('TLS (rediss://) against a real redis-server with TLS', () => {
     let redis: RedisServerHandle;
 
     beforeAll(async () => {
+      // A Nest app started above installed its own logger as Nest's static one: take it back.
+      Logger.overrideLogger(logger);
       redis = await startRedis({ tls: certificate(), password: PASSWORD });
     });
 
@@ -181,11 +184,15 @@ describe('TLS (rediss://) against a real redis-server with TLS', () => {
       server.on('error', (error) => errors.push(error.message));
       let listened = false;
       const listening = listen(server).then(() => (listened = true));
+      listening.catch(() => undefined); // awaited below; close() in finally settles it if the test fails first
       try {
         await waitFor(() => server.getStats().connections.subscriber.attempt >= 2, { message: 'retried after the TLS failure' });
         expect(listened).toBe(false);
         expect(server.getStats().state).toBe(RedisPubSubStatus.CONNECTING);
         expect(errors.some((e) => reason.test(e))).toBe(true);
+        // Logged with its cause, as a warning: a retried failure, not a crash.
+        const warned = logger.lines.filter((line) => line.level === 'warn' && line.context === 'RedisPubSub:tls-refused');
+        expect(warned.some((line) => /attempt \d+ failed/.test(line.message) && reason.test(line.message))).toBe(true);
         expect(server.getStats().connections.subscriber.lastError).toMatch(reason);
         expect(JSON.stringify(server.getStats())).not.toContain(PASSWORD);
         expect(errors.join('\n')).not.toContain(PASSWORD);
