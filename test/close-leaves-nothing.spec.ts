@@ -19,7 +19,11 @@ function trackHandles(): { open(): Promise<string[]> } {
   let settling = false;
   const hook = createHook({
     init(id, type) {
-      if (!settling && KEEPS_ALIVE.has(type)) open.set(id, `${type} created ${new Error().stack?.split('\n').slice(2, 9).join(' <- ')}`);
+      if (settling || !KEEPS_ALIVE.has(type)) return;
+      const stack = new Error().stack ?? '';
+      // The hook sees the whole process: Jest's reporter runs here too (--runInBand) and its status timer is not ours.
+      if (stack.includes('node_modules/@jest/reporters/')) return;
+      open.set(id, `${type} created ${stack.split('\n').slice(2, 9).join(' <- ')}`);
     },
     destroy(id) {
       open.delete(id);
