@@ -105,6 +105,8 @@ export interface LinkSignals {
    * (events the old socket still holds are spliced in while it drains).
    */
   delivering: [info: { generation: number; cause: 'connect' | 'reconnect' | 'cut-over' }];
+  /** The old subscriber socket of a cut-over is closed: no late event can arrive any more. */
+  drained: [];
 }
 
 /**
@@ -177,6 +179,11 @@ export class PubSubLink {
       );
     }
     this.listen(this.subscriber.redis);
+  }
+
+  /** A replaced subscriber socket is still draining: its late events are being spliced in. */
+  get splicing(): boolean {
+    return this.splice !== undefined;
   }
 
   get status(): RedisPubSubStatus {
@@ -401,6 +408,7 @@ export class PubSubLink {
         this.handoverCounts.spliced += splice.spliced;
         this.handoverCounts.duplicatesDropped += splice.duplicates;
         this.logger.log(`old subscriber connection closed (${cause}): ${splice.spliced} late event(s) handled, ${splice.duplicates} duplicate(s) dropped`);
+        this.signals.emit('drained');
       },
       failed: (reason, attempt) => this.standbyFailed('subscriber', reason, attempt),
     };

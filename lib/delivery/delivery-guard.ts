@@ -1,6 +1,6 @@
 import type { PubSubLink } from '../pubsub-link.js';
 import { LossReport, type LossRecord } from './loss-report.js';
-import { PositionTracker } from './position-tracker.js';
+import { PositionTracker, type Hole } from './position-tracker.js';
 import { DurableChannels, type DurableLoss } from './durable-recovery.js';
 import { DurableReader } from './durable-stream.js';
 import { parseStreamPosition, readPosition } from './position.js';
@@ -23,6 +23,8 @@ export class DeliveryGuard {
   private readonly tracker = new PositionTracker();
   private readonly losses: LossReport;
   private readonly durable: DurableChannels;
+  /** Gaps seen while a replaced subscriber socket drains: late events may still fill them. */
+  private pendingGaps: Array<{ channel: string; pattern: string | undefined; publisher: string; missed: number; hole: Hole }> = [];
 
   /** `replay` delivers an event read back from a durable stream, as if it had just arrived. */
   constructor(
@@ -37,6 +39,7 @@ export class DeliveryGuard {
     this.durable = new DurableChannels(link, reader, publisherReady, replay, (loss) => this.unrecoverable(loss));
     // A new subscriber connection missed whatever was published while there was none.
     link.on('resubscribed', () => this.durable.recoverAll());
+    link.signals.on('drained', () => this.settlePendingGaps());
   }
 
   /** A channel whose handler asked for `{ durable: true }`. */
@@ -82,7 +85,9 @@ export class DeliveryGuard {
     }
     // A channel subscription and a pattern matching the same channel each receive the event once.
     const scope = pattern === undefined ? channel : `${pattern}\u0000${channel}`;
-    const missed = this.tracker.check(scope, position.p, position.s);
+    // While an old socket drains after a cut-over, a jump may be filled by its late events: judged when it drained.
+    const splicing = this.link.splicing;
+    const missed = this.tracker.check(scope, position.p, position.s, splicing);
     if (missed < 0) {
       // Also catches a durable event appended twice (ioredis re-sending the script after a reconnect).
       this.link.counters.duplicates++;
@@ -92,12 +97,26 @@ export class DeliveryGuard {
       if (this.durable.firstAfterEpochChange(channel, position.p) && missed > 0) {
         this.unrecoverable({ channel, missed, reason: 'stream-lost', publisher: position.p });
       }
-    } else if (missed > 0) this.gap(channel, pattern, position.p, missed);
+    } else if (missed > 0) {
+      const hole = this.tracker.opened;
+      if (hole) this.pendingGaps.push({ channel, pattern, publisher: position.p, missed, hole });
+      else this.gap(channel, pattern, position.p, missed);
+    }
     return true;
   }
 
   stats(): DeliveryStats {
     return { trackedPositions: this.tracker.size, recentLosses: this.losses.recent.map((loss) => ({ ...loss })) };
+  }
+
+  /** What late events did not fill is lost. */
+  private settlePendingGaps(): void {
+    const pending = this.pendingGaps;
+    this.pendingGaps = [];
+    this.tracker.forgetHoles();
+    for (const { channel, pattern, publisher, missed, hole } of pending) {
+      if (missed > hole.filled) this.gap(channel, pattern, publisher, missed - hole.filled);
+    }
   }
 
   private unrecoverable(loss: DurableLoss): void {
