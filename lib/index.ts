@@ -1,6 +1,8 @@
 export { RedisPubSubServer, type RedisPubSubHandlerExtras } from './server.js';
 export { RedisPubSubClient } from './client.js';
 export { RedisPubSubContext } from './context.js';
+export { RedisPubSubBatchContext } from './batch-context.js';
+export type { RedisPubSubBatchExtras } from './batch-dispatcher.js';
 export { REDIS_PUBSUB_TRANSPORT, RedisPubSubStatus } from './constants.js';
 export type { RedisPubSubOptions, HeartbeatOptions, RetryOptions, OfflineQueueOptions } from './options.js';
 export type { RedisPubSubStats, RedisPubSubEvents, RedisPubSubEventName, MessageCounters, GapInfo } from './pubsub-link.js';

@@ -21,6 +21,8 @@ export interface MessageCounters {
   lost: number;
   /** Repeated or older stamped events, dropped before the handler. */
   duplicates: number;
+  /** Batch handlers: messages dropped because `maxPending` messages were already queued. */
+  dropped: number;
 }
 
 export interface RedisPubSubStats {
@@ -119,7 +121,7 @@ export class PubSubLink {
   readonly subscriber: ManagedConnection;
   readonly publisher: ManagedConnection;
   readonly registry = new SubscriptionRegistry();
-  readonly counters: MessageCounters = { received: 0, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0 };
+  readonly counters: MessageCounters = { received: 0, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0, dropped: 0 };
   readonly events = new EventEmitter<RedisPubSubEvents>();
   /** See LinkSignals. */
   readonly signals = new EventEmitter<LinkSignals>();

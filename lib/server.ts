@@ -3,6 +3,7 @@ import { isObservable, throwError, type Observable } from 'rxjs';
 import type { Redis } from 'ioredis';
 import type { Context } from '@opentelemetry/api';
 import { DeliveryGuard } from './delivery/delivery-guard.js';
+import { BatchDispatcher, batchSettings, type BatchHost, type RedisPubSubBatchExtras } from './batch-dispatcher.js';
 import { errorText } from './error-text.js';
 import { MessageCodec, validatePacket, type IncomingPacket } from './codec.js';
 import { REDIS_PUBSUB_TRANSPORT, type RedisPubSubStatus } from './constants.js';
@@ -21,6 +22,8 @@ interface Route {
   isEvent: boolean;
   /** Completion callbacks for events on this route's channel, bound once: the event hot path allocates none. */
   completion: EventCompletion;
+  /** Set for `batch: true` handlers: their events are queued there instead of run one by one. */
+  batch?: BatchDispatcher;
 }
 
 interface EventCompletion {
@@ -30,7 +33,7 @@ interface EventCompletion {
 }
 
 /** `@EventPattern('orders.*', { psubscribe: true })` asks for a PSUBSCRIBE glob instead of a channel. */
-export interface RedisPubSubHandlerExtras {
+export interface RedisPubSubHandlerExtras extends RedisPubSubBatchExtras {
   psubscribe?: boolean;
   /**
    * Recover this channel's missed events from its stream after reconnects and gaps. Its publishers
@@ -87,8 +90,16 @@ export class RedisPubSubServer
 
   listen(callback: (error?: unknown) => void): void {
     // Handlers are resolved once here, not per message.
+    const batchHost = this.batchHost();
     for (const [key, handler] of this.messageHandlers) {
-      const route = { handler, isEvent: handler.isEventHandler === true, completion: this.eventCompletion(key) };
+      let batch: BatchDispatcher | undefined;
+      try {
+        const settings = batchSettings(key, handler);
+        if (settings) batch = new BatchDispatcher(key, handler, settings, batchHost);
+      } catch (error) {
+        return callback(error);
+      }
+      const route = { handler, isEvent: handler.isEventHandler === true, completion: this.eventCompletion(key), batch };
       const extras = handler.extras as RedisPubSubHandlerExtras | undefined;
       if (extras?.durable) {
         if (extras.psubscribe) return callback(new Error(`${this.name}: "${key}": durable needs a channel, not a pattern (psubscribe)`));
@@ -125,6 +136,7 @@ export class RedisPubSubServer
       const ended = this.streams.endAll();
       if (ended > 0) this.link.logger.log(`close(): ended ${ended} open request stream(s)`);
       await this.link.closeSubscriber();
+      for (const route of [...this.channelRoutes.values(), ...this.patternRoutes.values()]) route.batch?.flushNow();
       await this.drain();
       await this.link.close();
       transportRegistry.markClosed(this);
@@ -205,6 +217,7 @@ export class RedisPubSubServer
     this.dispatch(route, packet.value, channel, pattern, replayed, payload.length);
   }
 
+  /** Every valid message passes here, one by one (replayed ones too): per-message checks belong before the batch hand-over. */
   private dispatch(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined, replayed: boolean, bodySize: number): void {
     if (packet.id === undefined && !this.delivery.admit(channel, pattern, packet.metadata, replayed)) return;
     if (!this.telemetry) return this.handle(route, packet, channel, pattern, undefined);
@@ -214,6 +227,7 @@ export class RedisPubSubServer
 
   private handle(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined, operation: ProcessOperation | undefined): void {
     const context = new RedisPubSubContext([channel, pattern, packet.metadata]);
+    if (route.batch && packet.id === undefined) return route.batch.add(packet.data, context, operation?.end);
     this.inFlight++;
     if (packet.id === undefined) {
       if (!this.hooked) {
@@ -346,8 +360,21 @@ export class RedisPubSubServer
     this.link.logger.error(`Processing ${which} hook failed: ${errorText(error)}`);
   }
 
-  private settled(): void {
-    if (--this.inFlight === 0) this.drained?.();
+  private settled(count = 1): void {
+    if ((this.inFlight -= count) === 0) this.drained?.();
+  }
+
+  /** What batch dispatchers share with the per-event path: in-flight count, processing hooks, counters, logger. */
+  private batchHost(): BatchHost {
+    return {
+      inFlight: (delta) => (delta > 0 ? void (this.inFlight += delta) : this.settled(-delta)),
+      process: (context, body) => {
+        if (!this.hooked) return body(() => undefined);
+        void this.runWithProcessingHooks(context, (runEndHook) => new Promise<void>((done) => body(() => (runEndHook(), done()))));
+      },
+      counters: this.link.counters,
+      logger: this.link.logger,
+    };
   }
 
   private async drain(): Promise<void> {

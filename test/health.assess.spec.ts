@@ -45,7 +45,7 @@ function stats(over: StatsOver = {}): RedisPubSubStats {
     heartbeat: HB,
     connections: { subscriber: conn('subscriber', subscriber), publisher: conn('publisher', publisher) },
     subscriptions: { expected: 3, confirmed: 3, missing: [] },
-    messages: { received: 10, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0 },
+    messages: { received: 10, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0, dropped: 0 },
     ...rest,
   };
 }
@@ -94,7 +94,7 @@ describe('assessTransport: healthy', () => {
       state: 'connected',
       stateAgeMs: 60_000,
       subscriptions: { expected: 3, confirmed: 3, missing: [] },
-      messages: { received: 10, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0 },
+      messages: { received: 10, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0, dropped: 0 },
       limits: { lifeSignStaleAfterMs: STALE, gracePeriodMs: 1_000 },
     });
     expect(result.connections.publisher).toEqual({
@@ -323,7 +323,7 @@ describe('worstStatus', () => {
 describe('recent loss in the details', () => {
   it('lists recent losses with their age and counts, and stays up: a lost event is not a dead transport', () => {
     const s = stats({
-      messages: { received: 10, invalid: 0, handlerErrors: 0, lost: 7, duplicates: 1 },
+      messages: { received: 10, invalid: 0, handlerErrors: 0, lost: 7, duplicates: 1, dropped: 0 },
       delivery: { trackedPositions: 2, recentLosses: [{ kind: 'gap', channel: 'orders.created', publisher: 'p1', missed: 7, at: NOW - 1_500 }] },
     });
     for (const check of ['health', 'readiness', 'liveness'] as const) {

@@ -36,7 +36,7 @@ class FakeTransport implements MonitoredTransport {
       heartbeat: { intervalMs: 2_000, timeoutMs: 2_000 },
       connections: { subscriber: connection('subscriber'), publisher: connection('publisher') },
       subscriptions: { expected: 1, confirmed: state === 'connected' ? 1 : 0, missing: state === 'connected' ? [] : ['channel:x'] },
-      messages: { received: 0, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0 },
+      messages: { received: 0, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0, dropped: 0 },
     };
   }
 
