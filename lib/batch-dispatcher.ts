@@ -79,8 +79,10 @@ function readExtras(key: string, handler: MessageHandler): BatchSettings | undef
  *
  * A batch is what has already arrived: ioredis parses every reply of one socket read and emits
  * them synchronously, one after the other (`DataHandler` -> `Decoder.write`), so a flush on
- * `setImmediate` (after the event loop's I/O phase) sees all of them. test/batch-handlers.spec.ts
- * pins that behaviour. A batch is never held back to fill up unless `maxWaitMs` asks for it.
+ * `process.nextTick` (run right after that read's callback) sees all of them;
+ * test/batch-handlers.spec.ts pins that behaviour. Not `setImmediate`: libuv performs up to 32
+ * reads of 64 KiB per socket in one poll phase, so a backlog would queue ~2 MiB of messages
+ * before the first flush. A batch is never held back to fill up unless `maxWaitMs` asks for it.
  *
  * Order is kept within and across batches (one FIFO queue); the next batch starts only once the
  * previous one settled, so a slow handler queues messages behind it, up to `maxPending`. Beyond
@@ -119,13 +121,13 @@ export class BatchDispatcher {
     if (this.running) return;
     if (!this.scheduled) {
       this.scheduled = true;
-      if (this.settings.maxWaitMs === 0) setImmediate(this.flush);
+      if (this.settings.maxWaitMs === 0) process.nextTick(this.flush);
       else this.timer = setTimeout(this.flush, this.settings.maxWaitMs);
     } else if (this.timer && this.payloads.length >= this.settings.maxBatchSize) {
       // Full before maxWaitMs: no reason to wait longer.
       clearTimeout(this.timer);
       this.timer = undefined;
-      setImmediate(this.flush);
+      process.nextTick(this.flush);
     }
   }
 

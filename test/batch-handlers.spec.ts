@@ -35,20 +35,20 @@ describe('batch handlers', () => {
 
   afterEach(() => app.state.open());
 
-  it('relies on ioredis emitting every message of one socket read synchronously, before setImmediate', async () => {
-    // Batches are "what has already arrived": the dispatcher flushes on setImmediate. If ioredis
+  it('relies on ioredis emitting every message of one socket read synchronously, before process.nextTick', async () => {
+    // Batches are "what has already arrived": the dispatcher flushes on process.nextTick. If ioredis
     // ever deferred its emits, batches would silently shrink to single messages: this pins it.
     const subscriber = await connectClient(redis.url);
     try {
       let count = 0;
-      let seenBeforeImmediate = 0;
+      let seenBeforeTick = 0;
       subscriber.on('messageBuffer', () => {
-        if (count++ === 0) setImmediate(() => (seenBeforeImmediate = count));
+        if (count++ === 0) process.nextTick(() => (seenBeforeTick = count));
       });
       await subscriber.subscribe('pin');
       await publishAtOnce(publisher, Array.from({ length: 50 }, (_, i): [string, string] => ['pin', String(i)]));
-      await waitFor(() => count === 50 && seenBeforeImmediate > 0, { message: 'all 50 messages emitted' });
-      expect(seenBeforeImmediate).toBe(50);
+      await waitFor(() => count === 50 && seenBeforeTick > 0, { message: 'all 50 messages emitted' });
+      expect(seenBeforeTick).toBe(50);
     } finally {
       await closeClient(subscriber);
     }
