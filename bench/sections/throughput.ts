@@ -1,5 +1,5 @@
 import { delay } from '../../test/harness/wait.js';
-import { EVENT_CONTENDERS, NEST_FLOOR_HOOKS, PUBSUB_OTEL, type Contender } from '../support/contenders.js';
+import { THROUGHPUT_CONTENDERS, type Contender } from '../support/contenders.js';
 import { fmtInt, rotate, startApp, waitSubscribers, type BenchContext } from '../support/context.js';
 import { EVENT_CHANNEL, SIZES, type SizeName } from '../support/payloads.js';
 import { spread, type Spread } from '../support/stats.js';
@@ -67,7 +67,7 @@ export async function burstRun(app: Worker, publisher: Worker, size: SizeName, n
   };
 }
 
-export async function throughput(ctx: BenchContext, contenders: Contender[] = [...EVENT_CONTENDERS, PUBSUB_OTEL, NEST_FLOOR_HOOKS], roundsOverride?: number): Promise<ThroughputResult> {
+export async function throughput(ctx: BenchContext, contenders: Contender[] = THROUGHPUT_CONTENDERS, roundsOverride?: number): Promise<ThroughputResult> {
   const messages: Record<SizeName, number> = ctx.quick ? { small: 40_000, large: 8_000 } : { small: 250_000, large: 40_000 };
   const warmup: Record<SizeName, number> = ctx.quick ? { small: 10_000, large: 2_000 } : { small: 30_000, large: 6_000 };
   const rounds = roundsOverride ?? (ctx.quick ? 1 : 5);

@@ -27,17 +27,22 @@ export const PUBSUB_OTEL: Contender = {
   app: { kind: 'pubsub', pubsub: {}, otel: true },
 };
 
-export const EVENT_CONTENDERS = [RAW, NEST_REDIS, PUBSUB, PUBSUB_HB500];
-export const RECOVERY_CONTENDERS = [NEST_REDIS, PUBSUB, PUBSUB_HB500];
+/**
+ * The ceiling of per-event delivery through Nest: a transport that does nothing but JSON.parse and
+ * call the handler Nest registered (see workers/floor-server.ts). Every Nest transport pays at least this.
+ */
+export const NEST_BARE: Contender = {
+  id: 'nest-bare',
+  label: 'bare Nest transport (JSON.parse + Nest handler, nothing else)',
+  app: { kind: 'nest-floor' },
+};
+/** The same handler as `@EventPattern(..., { batch: true })`: it receives arrays. */
+export const PUBSUB_BATCH: Contender = {
+  id: 'pubsub-batch',
+  label: 'RedisPubSubServer, batch handler (defaults)',
+  app: { kind: 'pubsub', pubsub: {}, batchHandler: true },
+};
 
-/** References, not contenders: the floor of any Nest transport (see workers/floor-server.ts). */
-export const NEST_FLOOR_HOOKS: Contender = {
-  id: 'nest-floor',
-  label: 'reference: minimal Nest transport (JSON.parse, processing hooks, await handler)',
-  app: { kind: 'nest-floor', floorHooks: true },
-};
-export const NEST_FLOOR_BARE: Contender = {
-  id: 'nest-floor-bare',
-  label: 'reference: minimal Nest transport (JSON.parse, bare handler call)',
-  app: { kind: 'nest-floor', floorHooks: false },
-};
+export const EVENT_CONTENDERS = [RAW, NEST_REDIS, PUBSUB, PUBSUB_HB500];
+export const THROUGHPUT_CONTENDERS = [RAW, NEST_REDIS, NEST_BARE, PUBSUB, PUBSUB_HB500, PUBSUB_OTEL, PUBSUB_BATCH];
+export const RECOVERY_CONTENDERS = [NEST_REDIS, PUBSUB, PUBSUB_HB500];

@@ -2,7 +2,9 @@
  * A contender's receiving side, in its own process:
  *  - raw:        a plain ioredis subscriber doing JSON.parse (the ceiling; Nest is never loaded),
  *  - nest-redis: Nest's built-in Transport.REDIS (ServerRedis) in a real Nest microservice,
- *  - pubsub:     this transport (RedisPubSubServer) in a real Nest microservice, with the options given.
+ *  - pubsub:     this transport (RedisPubSubServer) in a real Nest microservice, with the options given
+ *                (and a batch handler with `batchHandler`),
+ *  - nest-floor: a bare Nest transport doing nothing but JSON.parse + calling the Nest handler.
  * Handlers count events, record publish-to-handler latency, report markers (recovery), and
  * answer `bench.rpc` requests. The parent drives it over IPC (see ipc.ts).
  */
@@ -21,10 +23,10 @@ export interface AppConfig {
   pubsub?: RedisPubSubOptions;
   /** nest-redis only: retryAttempts / retryDelay, as a user would configure them. */
   nestRedis?: { retryAttempts?: number; retryDelay?: number };
-  /** nest-floor only: run Nest's processing hooks around the handler (default true). */
-  floorHooks?: boolean;
   /** pubsub only: register OpenTelemetry tracer and meter providers with no-op exporters first. */
   otel?: boolean;
+  /** pubsub only: the event handler is a batch handler (`{ batch: true }`). */
+  batchHandler?: boolean;
   /** Forward each marker to the parent (recovery section). */
   reportMarkers?: boolean;
 }

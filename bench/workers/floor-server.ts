@@ -1,9 +1,9 @@
 /**
- * Reference only, not a contender: the least a Nest custom transport can do per event, to show
- * how much of a real transport's cost is Nest's own handler pipeline (param decorators, pipes,
- * interceptors, exception zone, processing hooks). One ioredis subscriber, JSON.parse, route
- * looked up once per channel, then either Nest's processing hooks + await (what any transport
- * that supports hooks does) or a bare call of the handler Nest registered.
+ * The "bare Nest transport" contender: the least a Nest custom transport can do per event, the
+ * honest ceiling of per-event delivery, which shows how much of a real transport's cost is Nest's
+ * own handler pipeline (param decorators, pipes, interceptors, exception zone). One ioredis
+ * subscriber, JSON.parse, route looked up once per channel, then a bare call of the handler Nest
+ * registered (no processing hooks: RedisPubSubServer skips them too until instrumentation installs some).
  */
 import { BaseRpcContext, Server, type CustomTransportStrategy, type MessageHandler } from '@nestjs/microservices';
 import { Redis } from 'ioredis';
@@ -12,11 +12,7 @@ export class FloorServer extends Server implements CustomTransportStrategy {
   private readonly sub: Redis;
   private readonly routes = new Map<string, MessageHandler>();
 
-  constructor(
-    host: string,
-    port: number,
-    private readonly hooks: boolean,
-  ) {
+  constructor(host: string, port: number) {
     super();
     this.sub = new Redis({ host, port, lazyConnect: true });
     this.sub.on('error', () => undefined);
@@ -30,17 +26,7 @@ export class FloorServer extends Server implements CustomTransportStrategy {
       const handler = this.routes.get(channel);
       if (!handler) return;
       const context = new BaseRpcContext([channel]);
-      if (!this.hooks) {
-        void handler(packet.data, context);
-        return;
-      }
-      this.runWithProcessingHooks(context, async (runEndHook) => {
-        try {
-          await handler(packet.data, context);
-        } finally {
-          runEndHook();
-        }
-      });
+      void handler(packet.data, context);
     });
     this.sub
       .connect()

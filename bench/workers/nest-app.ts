@@ -1,4 +1,4 @@
-/** The Nest side of the app worker: one controller, run by ServerRedis or RedisPubSubServer. */
+/** The Nest side of the app worker: one controller, run by ServerRedis, the bare floor transport or RedisPubSubServer. */
 import 'reflect-metadata';
 import { Controller, Module, type INestMicroservice, type LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -30,6 +30,23 @@ class BenchController {
 @Module({ controllers: [BenchController] })
 class BenchModule {}
 
+/** The same events through one batch handler. */
+@Controller()
+class BatchBenchController {
+  @EventPattern(EVENT_CHANNEL, { batch: true })
+  events(@Payload() payloads: unknown[]) {
+    for (let i = 0; i < payloads.length; i++) onEvent(payloads[i]);
+  }
+
+  @EventPattern(MARKER_CHANNEL)
+  marker(@Payload() data: unknown) {
+    onMarker(data);
+  }
+}
+
+@Module({ controllers: [BatchBenchController] })
+class BatchBenchModule {}
+
 const LOG_LEVELS: LogLevel[] = process.env.BENCH_VERBOSE ? ['log', 'error', 'warn'] : ['error', 'warn'];
 
 function transportEvent(name: string) {
@@ -49,11 +66,11 @@ export async function startNest(cfg: AppConfig): Promise<{ app: INestMicroservic
     for (const name of ['close', 'reconnecting', 'ready', 'end']) app.on(name, (type: string) => transportEvent(`${type}:${name}`)());
   } else if (cfg.kind === 'nest-floor') {
     const { FloorServer } = await import('./floor-server.js');
-    app = await NestFactory.createMicroservice(BenchModule, { strategy: new FloorServer(cfg.host, cfg.port, cfg.floorHooks !== false), logger: LOG_LEVELS });
+    app = await NestFactory.createMicroservice(BenchModule, { strategy: new FloorServer(cfg.host, cfg.port), logger: LOG_LEVELS });
   } else {
     if (cfg.otel) (await import('./otel-noop.js')).registerNoopOtel();
     server = new RedisPubSubServer({ url: `redis://${cfg.host}:${cfg.port}`, ...cfg.pubsub });
-    app = await NestFactory.createMicroservice(BenchModule, { strategy: server, logger: LOG_LEVELS });
+    app = await NestFactory.createMicroservice(cfg.batchHandler ? BatchBenchModule : BenchModule, { strategy: server, logger: LOG_LEVELS });
     for (const name of ['heartbeat-timeout', 'probe-failed', 'suspect', 'resumed', 'cut-over', 'reconnected', 'resubscribed']) {
       app.on(name, transportEvent(name));
     }
