@@ -65,8 +65,9 @@ function readExtras(key: string, handler: MessageHandler): BatchSettings | undef
     maxPending: maxPending ?? BATCH_DEFAULTS.maxPending,
   };
   if (!Number.isInteger(settings.maxBatchSize) || settings.maxBatchSize < 1) throw fail(`maxBatchSize must be a positive integer, got ${String(maxBatchSize)}`);
-  if (typeof settings.maxWaitMs !== 'number' || !(settings.maxWaitMs >= 0) || !Number.isFinite(settings.maxWaitMs)) {
-    throw fail(`maxWaitMs must be a number >= 0, got ${String(maxWaitMs)}`);
+  // setTimeout fires at once beyond 2^31 - 1 ms.
+  if (typeof settings.maxWaitMs !== 'number' || !(settings.maxWaitMs >= 0 && settings.maxWaitMs <= 2_147_483_647)) {
+    throw fail(`maxWaitMs must be a number from 0 to 2147483647, got ${String(maxWaitMs)}`);
   }
   if (!Number.isInteger(settings.maxPending) || settings.maxPending < settings.maxBatchSize) {
     throw fail(`maxPending must be an integer >= maxBatchSize (${settings.maxBatchSize}), got ${String(maxPending)}`);

@@ -231,7 +231,7 @@ describe('batch options', () => {
 
   it('reject invalid values, options without batch: true, request handlers and chained handlers that disagree', () => {
     expect(() => batchSettings('a', handler({ batch: true, maxBatchSize: 0 }))).toThrow('handler of "a": maxBatchSize must be a positive integer, got 0');
-    expect(() => batchSettings('a', handler({ batch: true, maxWaitMs: -1 }))).toThrow('maxWaitMs must be a number >= 0, got -1');
+    expect(() => batchSettings('a', handler({ batch: true, maxWaitMs: -1 }))).toThrow('maxWaitMs must be a number from 0 to 2147483647, got -1');
     expect(() => batchSettings('a', handler({ batch: true, maxBatchSize: 10, maxPending: 5 }))).toThrow('maxPending must be an integer >= maxBatchSize (10), got 5');
     expect(() => batchSettings('a', handler({ maxBatchSize: 10 }))).toThrow('maxBatchSize, maxWaitMs and maxPending need batch: true');
     expect(() => batchSettings('a', handler({ batch: true }, false))).toThrow('batch: true is for @EventPattern handlers');
