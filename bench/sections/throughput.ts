@@ -12,6 +12,8 @@ export interface RunOutcome {
   sent: number;
   /** events/s the publisher achieved (Redis accepted) in the same run */
   publishRate: number;
+  /** events per CPU-second of the subscriber process: what it costs, whatever else the machine runs */
+  cpuRate: number;
   lost: boolean;
 }
 
@@ -19,7 +21,7 @@ export interface ThroughputResult {
   messages: Record<SizeName, number>;
   warmup: Record<SizeName, number>;
   rounds: number;
-  contenders: Array<{ id: string; label: string; sizes: Record<SizeName, Spread & { runsDetail: RunOutcome[] }> }>;
+  contenders: Array<{ id: string; label: string; sizes: Record<SizeName, Spread & { cpu: Spread; runsDetail: RunOutcome[] }> }>;
 }
 
 /**
@@ -30,6 +32,7 @@ export interface ThroughputResult {
  * heartbeats see a stalled event loop, not a dead connection.
  */
 export async function burstRun(app: Worker, publisher: Worker, size: SizeName, n: number, { stallMs = 10_000, freeze = false } = {}): Promise<RunOutcome> {
+  const cpuBefore = await app.request<NodeJS.CpuUsage>('cpu');
   await app.request('arm', { n });
   let finished = false;
   const waited = app.request('wait', undefined, 24 * 3600_000).then((r) => ((finished = true), r));
@@ -57,12 +60,15 @@ export async function burstRun(app: Worker, publisher: Worker, size: SizeName, n
     }
   }
   const final = result ?? (await waited);
+  const cpuAfter = await app.request<NodeJS.CpuUsage>('cpu');
+  const cpuSeconds = (cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system) / 1e6;
   const seconds = (final.lastNs - final.firstNs) / 1e9;
   return {
     rate: final.count > 1 ? (final.count - 1) / seconds : 0,
     handled: final.count,
     sent: published.sent,
     publishRate: published.sent / (published.elapsedMs / 1000),
+    cpuRate: final.count / cpuSeconds,
     lost: final.count < n,
   };
 }
@@ -90,7 +96,7 @@ export async function throughput(ctx: BenchContext, contenders: Contender[] = TH
             const outcome = await burstRun(app, publisher, size, messages[size], { freeze: true });
             runs.get(contender.id)![size].push(outcome);
             ctx.log(
-              `throughput ${size} round ${round + 1}/${rounds} ${contender.id}: ${fmtInt(outcome.rate)} ev/s` +
+              `throughput ${size} round ${round + 1}/${rounds} ${contender.id}: ${fmtInt(outcome.rate)} ev/s, ${fmtInt(outcome.cpuRate)} ev/CPU-s` +
                 ` (publisher ${fmtInt(outcome.publishRate)}/s${outcome.lost ? `, LOST: ${outcome.handled}/${outcome.sent}` : ''})`,
             );
           } finally {
@@ -109,9 +115,9 @@ export async function throughput(ctx: BenchContext, contenders: Contender[] = TH
     rounds,
     contenders: contenders.map((c) => {
       const r = runs.get(c.id)!;
-      const sizes = {} as Record<SizeName, Spread & { runsDetail: RunOutcome[] }>;
+      const sizes = {} as Record<SizeName, Spread & { cpu: Spread; runsDetail: RunOutcome[] }>;
       for (const size of Object.keys(SIZES) as SizeName[]) {
-        sizes[size] = { ...spread(r[size].map((o) => o.rate)), runsDetail: r[size] };
+        sizes[size] = { ...spread(r[size].map((o) => o.rate)), cpu: spread(r[size].map((o) => o.cpuRate)), runsDetail: r[size] };
       }
       return { id: c.id, label: c.label, sizes };
     }),
