@@ -32,7 +32,7 @@ interface EventCompletion {
   consume: (value: unknown) => void;
 }
 
-/** `@EventPattern('orders.*', { psubscribe: true })` asks for a PSUBSCRIBE glob instead of a channel. */
+/** Extras of `@EventPattern`: `{ psubscribe: true }` asks for a PSUBSCRIBE glob instead of a channel; `batch: true` for arrays. */
 export interface RedisPubSubHandlerExtras extends RedisPubSubBatchExtras {
   psubscribe?: boolean;
   /**

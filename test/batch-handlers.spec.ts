@@ -116,6 +116,21 @@ describe('batch handlers', () => {
     expect(app.logger.errors('Invalid message on channel "metrics.c": payload is not valid UTF-8')).toHaveLength(1);
   });
 
+  it('applies duplicate detection per message, before batching: a repeat never reaches the batch', async () => {
+    app.state.batches.length = 0;
+    const duplicates = app.server.getStats().messages.duplicates;
+    const stamped = (s: number) => envelope({ s }, { 'redisPubSub.position': { p: 'batch-test', s } });
+    await publishAtOnce(publisher, [
+      ['metrics.dup', stamped(1)],
+      ['metrics.dup', stamped(2)],
+      ['metrics.dup', stamped(2)],
+      ['metrics.dup', stamped(3)],
+    ]);
+    await app.state.waitFor(() => app.state.payloadsOf('metrics').length === 3, 'three distinct metrics');
+    expect(app.state.of('metrics').map((b) => b.payloads)).toEqual([[{ s: 1 }, { s: 2 }, { s: 3 }]]);
+    expect(app.server.getStats().messages.duplicates).toBe(duplicates + 1);
+  });
+
   it('logs and counts a throwing batch handler once per batch, with its size, and delivers the next batch', async () => {
     const errors = app.server.getStats().messages.handlerErrors;
     await publishAtOnce(publisher, [
