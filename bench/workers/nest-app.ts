@@ -33,12 +33,12 @@ class BenchModule {}
 /** The same events through one batch handler. */
 @Controller()
 class BatchBenchController {
-  @EventPattern(EVENT_CHANNEL, { batch: true })
+  @EventPattern<string>(EVENT_CHANNEL, { batch: true })
   events(@Payload() payloads: unknown[]) {
     for (let i = 0; i < payloads.length; i++) onEvent(payloads[i]);
   }
 
-  @EventPattern(MARKER_CHANNEL)
+  @EventPattern<string>(MARKER_CHANNEL)
   marker(@Payload() data: unknown) {
     onMarker(data);
   }

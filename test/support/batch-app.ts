@@ -63,29 +63,29 @@ export class BatchState {
 function createBatchController(state: BatchState) {
   @Controller()
   class MetricsController {
-    @EventPattern('metrics.*', { psubscribe: true, batch: true, maxBatchSize: 10 })
+    @EventPattern<string>('metrics.*', { psubscribe: true, batch: true, maxBatchSize: 10 })
     metrics(@Payload() payloads: unknown[], @Ctx() ctx: RedisPubSubBatchContext) {
       return state.record('metrics', payloads, ctx);
     }
 
     // Coexists with the batch pattern handler above: messages on metrics.cpu reach both.
-    @EventPattern('metrics.cpu')
+    @EventPattern<string>('metrics.cpu')
     cpu(@Payload() data: unknown, @Ctx() ctx: RedisPubSubContext) {
       state.single.push({ data, channel: ctx.getChannel() });
     }
 
-    @EventPattern('batch.fail', { batch: true })
+    @EventPattern<string>('batch.fail', { batch: true })
     fail(@Payload() payloads: Array<{ fail?: boolean }>, @Ctx() ctx: RedisPubSubBatchContext) {
       void state.record('fail', payloads, ctx);
       if (payloads.some((p) => p.fail)) throw new Error('batch handler exploded');
     }
 
-    @EventPattern('batch.slow', { batch: true, maxBatchSize: 2, maxPending: 4 })
+    @EventPattern<string>('batch.slow', { batch: true, maxBatchSize: 2, maxPending: 4 })
     slow(@Payload() payloads: unknown[], @Ctx() ctx: RedisPubSubBatchContext) {
       return state.record('slow', payloads, ctx);
     }
 
-    @EventPattern('batch.wait', { batch: true, maxBatchSize: 3, maxWaitMs: 60_000 })
+    @EventPattern<string>('batch.wait', { batch: true, maxBatchSize: 3, maxWaitMs: 60_000 })
     wait(@Payload() payloads: unknown[], @Ctx() ctx: RedisPubSubBatchContext) {
       return state.record('wait', payloads, ctx);
     }
