@@ -6,6 +6,8 @@ import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { waitFor } from './harness/wait.js';
 import { RedisPubSubBatchContext, type RedisPubSubContext } from '../lib/index.js';
 import { startBatchApp, type StartedBatchApp } from './support/batch-app.js';
+import { InMemoryTelemetry } from './support/otel.js';
+import { SpanStatusCode } from '@opentelemetry/api';
 
 /** Publishes every message in one MULTI: Redis writes them to a subscriber in one go, so they arrive in one socket read. */
 async function publishAtOnce(publisher: Redis, messages: Array<[channel: string, payload: string | Buffer]>): Promise<void> {
@@ -251,5 +253,32 @@ describe('batch options', () => {
     expect(() => batchSettings('a', handler({ maxBatchSize: 10 }))).toThrow('maxBatchSize, maxWaitMs and maxPending need batch: true');
     expect(() => batchSettings('a', handler({ batch: true }, false))).toThrow('batch: true is for @EventPattern handlers');
     expect(() => batchSettings('a', handler({ batch: true }, true, handler({})))).toThrow('the handlers of "a" disagree on batch');
+  });
+});
+
+describe('batch handlers with OpenTelemetry', () => {
+  it('ends the process span of each message when its batch settles, as an error when the batch failed', async () => {
+    const telemetry = new InMemoryTelemetry().register();
+    const redis = await startRedis();
+    const publisher = await connectClient(redis.url);
+    const app = await startBatchApp({ url: redis.url });
+    try {
+      await publishAtOnce(publisher, [1, 2, 3].map((n): [string, string] => ['metrics.otel', envelope(n)]));
+      await waitFor(() => telemetry.named('process metrics.*').length === 3, { message: 'three process spans' });
+      expect(app.state.of('metrics').map((b) => b.payloads)).toEqual([[1, 2, 3]]);
+      expect(telemetry.named('process metrics.*').every((span) => span.status.code === SpanStatusCode.UNSET)).toBe(true);
+
+      await publishAtOnce(publisher, [
+        ['batch.fail', envelope({ n: 1 })],
+        ['batch.fail', envelope({ n: 2, fail: true })],
+      ]);
+      await waitFor(() => telemetry.named('process batch.fail').length === 2, { message: 'two failed process spans' });
+      expect(telemetry.named('process batch.fail').map((span) => span.status.code)).toEqual([SpanStatusCode.ERROR, SpanStatusCode.ERROR]);
+    } finally {
+      await app.close();
+      await closeClient(publisher);
+      await redis.stop();
+      await telemetry.shutdown();
+    }
   });
 });
