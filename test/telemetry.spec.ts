@@ -454,6 +454,22 @@ describe('OpenTelemetry tracing and metrics, against a real redis-server', () =>
     }
   });
 
+  it('a closed transport does not hide a running one of the same name', async () => {
+    const twin = (state: string) => ({ 'redis_pubsub.instance': 'twin-client', 'redis_pubsub.state': state });
+    const first = new RedisPubSubClient({ url: redis.url, name: 'twin-client' });
+    const second = new RedisPubSubClient({ url: redis.url, name: 'twin-client' });
+    try {
+      await first.connect();
+      await second.connect();
+      await second.close();
+      const m = await telemetry.collect();
+      expect(m.value('redis_pubsub.state', twin('connected'))).toBe(1);
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
   it('the main entry imports @opentelemetry/api for types only: at run time it is loaded lazily, when installed', () => {
     const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
     const seen = new Set<string>();

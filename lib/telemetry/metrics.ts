@@ -26,7 +26,7 @@ export interface MetricSources {
  * (e.g. `connected`) standing in cumulative exports.
  */
 class Instruments {
-  readonly transports = new Map<string, { sources: MetricSources; attributes: Attributes }>();
+  private readonly transports = new Map<MetricSources, Attributes>();
   readonly sent: Counter;
   readonly consumed: Counter;
   readonly processDuration: Histogram;
@@ -76,12 +76,25 @@ class Instruments {
       this.invalid, this.handlerErrors, this.lost, this.duplicates, this.inFlight, this.offlineQueue, this.pendingRequests,
     ];
     meter.addBatchObservableCallback((result) => {
-      for (const { sources, attributes } of this.transports.values()) this.observe(result, sources, attributes);
+      const snapshots = [...this.transports].map(([sources, attributes]) => ({ sources, attributes, stats: sources.stats() }));
+      const running = new Set(snapshots.filter((s) => s.stats.state !== 'closed').map((s) => `${s.sources.kind}\u0000${s.sources.name}`));
+      for (const { sources, attributes, stats } of snapshots) {
+        // A closed transport speaks for its name only while no running one of the same name does.
+        if (stats.state === 'closed' && running.has(`${sources.kind}\u0000${sources.name}`)) continue;
+        this.observe(result, sources, attributes, stats);
+      }
     }, observables);
   }
 
-  private observe(result: BatchObservableResult, sources: MetricSources, instance: Attributes): void {
-    const stats = sources.stats();
+  /** Replaces closed transports of the same kind and name; running ones are all observed. */
+  add(sources: MetricSources, attributes: Attributes): void {
+    for (const other of this.transports.keys()) {
+      if (other.kind === sources.kind && other.name === sources.name && other.stats().state === 'closed') this.transports.delete(other);
+    }
+    this.transports.set(sources, attributes);
+  }
+
+  private observe(result: BatchObservableResult, sources: MetricSources, instance: Attributes, stats: RedisPubSubStats): void {
     for (const state of STATES) result.observe(this.state, stats.state === state ? 1 : 0, { ...instance, [ATTR.state]: state });
     for (const role of ROLES) {
       const connection = stats.connections[role];
@@ -120,7 +133,7 @@ export class MessagingMetrics {
     if (shared?.meter !== meter) shared = new Instruments(meter);
     this.instruments = shared;
     this.instance = { [ATTR.instance]: sources.name, [ATTR.kind]: sources.kind };
-    shared.transports.set(`${sources.kind}\u0000${sources.name}`, { sources, attributes: this.instance });
+    shared.add(sources, this.instance);
   }
 
   sent(destination: Destination, durationMs: number, error?: unknown): void {
