@@ -133,6 +133,10 @@ describe('TLS (rediss://) against a real redis-server with TLS', () => {
       const handled = () => app.inbox.of('inbound').map((i) => (i.data as { seq: number }).seq);
       try {
         await waitFor(() => handled().length >= 20, { message: 'events flowing before the restart' });
+        // Redis may have counted a receiver for an event still in its output buffer when it is killed:
+        // those few (after the last one handled so far, up to the kill) have no delivery guarantee.
+        const handledBeforeKill = Math.max(...handled());
+        const killedAtSeq = seq;
         await redis.kill('SIGKILL');
         await redis.start();
         await waitFor(() => events.includes('resubscribed') && app.server.getStats().state === RedisPubSubStatus.CONNECTED, {
@@ -148,7 +152,8 @@ describe('TLS (rediss://) against a real redis-server with TLS', () => {
         const got = handled();
         expect(got.length).toBe(new Set(got).size); // no duplicates
         expect(got).toEqual([...got].sort((a, b) => a - b)); // in order
-        expect(delivered.filter((n) => !got.includes(n))).toEqual([]); // nothing Redis delivered was lost
+        // Nothing Redis delivered was lost, except what the SIGKILL itself took.
+        expect(delivered.filter((n) => (n <= handledBeforeKill || n > killedAtSeq) && !got.includes(n))).toEqual([]);
         expect(events).toContain('reconnected:subscriber');
         expect(app.server.getStats().connections.subscriber.reconnects).toBeGreaterThanOrEqual(1);
       } finally {
