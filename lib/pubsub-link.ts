@@ -314,7 +314,9 @@ export class PubSubLink {
     redis.on('messageBuffer', (channelBuffer: Buffer, payload: Buffer) => {
       const channel = channelBuffer.toString();
       if (channel === probeChannel) {
-        if (redis === this.subscriber.redis) this.subscriber.messageArrived();
+        // Only the current socket's tokens prove its path (a standby's or a draining one's say nothing of it).
+        if (redis !== this.subscriber.redis) return;
+        this.subscriber.messageArrived();
         return this.probe!.received(payload);
       }
       this.route(redis, channel, payload, undefined);
