@@ -89,7 +89,7 @@ export class DeliveryGuard {
     const splicing = this.link.splicing;
     const missed = this.tracker.check(scope, position.p, position.s, splicing);
     if (missed < 0) {
-      // Also catches a durable event appended twice (ioredis re-sending the script after a reconnect).
+      // Also catches a durable event appended twice (a requireReceiver retry).
       this.link.counters.duplicates++;
       return false;
     }
