@@ -83,6 +83,18 @@ export class RedisPubSubClient
     });
     // A reply published while the subscriber is down is lost: fail now rather than at the timeout.
     this.link.subscriber.on('lost', (reason) => this.failAll(`the reply connection to Redis was lost (${reason})`, true));
+    // As with Nest's ClientRedis, a request made before Redis was ever reached fails at the first
+    // connection error, with its code (e.g. ECONNREFUSED), rather than at its timeout. Once connected,
+    // requests wait out a reconnect within their timeout.
+    for (const connection of [this.link.subscriber, this.link.publisher]) {
+      connection.on('error', (error: Error & { code?: unknown }) => {
+        if (this.link.status !== RedisPubSubStatus.CONNECTING) return;
+        const code = typeof error.code === 'string' ? error.code : undefined;
+        for (const [id, request] of this.pending) {
+          if (request.whenConnected) this.fail(id, `request to "${request.channel}" failed: Redis could not be reached (${connection.redactText(error.message)})`, code);
+        }
+      });
+    }
   }
 
   override get status(): Observable<RedisPubSubStatus> {
@@ -282,11 +294,13 @@ export class RedisPubSubClient
     for (const request of this.pending.values()) request.whenConnected?.();
   }
 
-  private fail(id: string, message: string): void {
+  /** `code`: the cause's error code (e.g. ECONNREFUSED), for callers that branch on it as with Nest's clients. */
+  private fail(id: string, message: string, code?: string): void {
     const request = this.pending.get(id);
     if (!request) return;
     this.forget(id);
-    request.callback({ err: new Error(`${this.name}: ${message}`), isDisposed: true });
+    const err = new Error(`${this.name}: ${message}`);
+    request.callback({ err: code === undefined ? err : Object.assign(err, { code }), isDisposed: true });
   }
 
   private failAll(reason: string, publishedOnly = false): void {
