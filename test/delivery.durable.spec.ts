@@ -116,6 +116,27 @@ describe('durable channels against a real redis-server', () => {
     expect(app.logger.lines.some((l) => l.level === 'warn' && l.message.includes(`Cannot recover ${1_000 - retained} event(s) on durable channel "${DURABLE_CHANNEL}"`))).toBe(true);
   });
 
+  it('maxAgeMs trims by age (in whole stream nodes of ~100 entries), and the server reports the trimmed range', async () => {
+    await client.close();
+    client = new RedisPubSubClient({ url: redis.url, heartbeat: false, durable: { [DURABLE_CHANNEL]: { maxLen: 100_000, maxAgeMs: 300 } } });
+    app = await startDurableApp({ url: proxy.url, heartbeat: FAST_HEARTBEAT, name: 'durable-aged' });
+    await emit(client, 1);
+    await app.inbox.waitFor((items) => items.length === 1);
+    proxy.refuse(true);
+    proxy.reset();
+    await waitFor(() => app!.server.getStats().state === 'reconnecting', { message: 'reconnecting' });
+    for (let n = 2; n <= 250; n++) await emit(client, n);
+    const publishedAt = Date.now();
+    await waitFor(() => Date.now() - publishedAt > 400, { message: 'older than maxAgeMs' });
+    await emit(client, 251);
+    const retained = await direct.xlen(durableKeys(DURABLE_CHANNEL).stream);
+    expect(retained).toBeLessThan(251);
+    proxy.refuse(false);
+    await app.inbox.waitFor((items) => items.length === 1 + retained);
+    expect(app.handled()).toEqual([1, ...Array.from({ length: retained }, (_, i) => 251 - retained + 1 + i)]);
+    expect(app.events.unrecoverable).toEqual([{ channel: DURABLE_CHANNEL, missed: 250 - retained, reason: 'trimmed' }]);
+  });
+
   it('first start is "from now": earlier events are not replayed, but events missed before the first live one are', async () => {
     for (let n = 1; n <= 3; n++) await emit(client, n);
     app = await startDurableApp({ url: proxy.url, heartbeat: FAST_HEARTBEAT, name: 'durable-fresh' });

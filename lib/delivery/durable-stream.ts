@@ -7,7 +7,7 @@ import { parseStreamPosition, POSITION_KEY, type Position, type StreamPosition }
 export interface DurableChannelOptions {
   /** Events kept at least (trimmed with `MAXLEN ~`, so Redis may keep up to ~100 more). Default 10 000. */
   maxLen?: number;
-  /** Events older than this are trimmed (`MINID ~`), whatever `maxLen` says. Default: no age limit. */
+  /** Events older than this are trimmed (`MINID ~`: in whole stream nodes), whatever `maxLen` says. Default: no age limit. */
   maxAgeMs?: number;
 }
 
