@@ -16,24 +16,31 @@ const MAX_HOLES = 8;
 
 interface Entry {
   seq: number;
+  /** The clock of its last check. */
+  used: number;
   holes?: Hole[];
 }
 
 /**
  * Server side of gap and duplicate detection: the last sequence seen per (subscription,
- * channel, publisher). Memory is bounded: at most `maxEntries` entries (about 150 bytes each),
- * least recently used evicted first. A publisher seen for the first time (new process, new
- * client instance, or evicted) starts wherever it is: nothing before it can be judged.
+ * channel, publisher). Memory is bounded: at most `maxEntries` entries (about 150 bytes each).
+ * When full, the least recently used tenth is evicted in one sweep. On the hot path entries are
+ * updated in place and no key is concatenated (nested maps): hashing a freshly built key string
+ * per message cost more than the rest of the check together. A publisher seen for the first time
+ * (new process, new client instance, or evicted) starts wherever it is: nothing before it can be judged.
  */
 export class PositionTracker {
-  private readonly last = new Map<string, Entry>();
+  /** subscription ('' for a channel, else the pattern) -> channel -> publisher -> entry */
+  private readonly subscriptions = new Map<string, Map<string, Map<string, Entry>>>();
+  private entries = 0;
+  private clock = 0;
   /** The hole the last `check()` opened, when it was asked to keep one. */
   opened: Hole | undefined;
 
   constructor(private readonly maxEntries = 10_000) {}
 
   get size(): number {
-    return this.last.size;
+    return this.entries;
   }
 
   /**
@@ -41,18 +48,22 @@ export class PositionTracker {
    * `opened` so late arrivals can fill it); `0`: the next one (or a first), or a late arrival that
    * fills a kept hole; `-1`: a repeat or an older event, to drop. Only a delivered event moves the position.
    */
-  check(scope: string, publisher: string, seq: number, keepHole = false): number {
-    const key = `${scope}\u0000${publisher}`;
-    const entry = this.last.get(key);
+  check(subscription: string, channel: string, publisher: string, seq: number, keepHole = false): number {
+    const now = ++this.clock;
     this.opened = undefined;
-    if (entry !== undefined && seq <= entry.seq) return entry.holes && fill(entry.holes, seq) ? 0 : -1;
-    // Delete and set: Map order is the recency order that eviction reads.
-    if (entry !== undefined) this.last.delete(key);
-    else if (this.last.size >= this.maxEntries) this.last.delete(this.last.keys().next().value!);
+    const entry = this.subscriptions.get(subscription)?.get(channel)?.get(publisher);
     if (entry === undefined) {
-      this.last.set(key, { seq });
+      if (this.entries >= this.maxEntries) this.evict();
+      let channels = this.subscriptions.get(subscription);
+      if (!channels) this.subscriptions.set(subscription, (channels = new Map()));
+      let publishers = channels.get(channel);
+      if (!publishers) channels.set(channel, (publishers = new Map()));
+      publishers.set(publisher, { seq, used: now });
+      this.entries++;
       return 0;
     }
+    entry.used = now;
+    if (seq <= entry.seq) return entry.holes && fill(entry.holes, seq) ? 0 : -1;
     const missed = seq - entry.seq - 1;
     if (missed > 0 && keepHole) {
       const hole: Hole = { next: entry.seq + 1, to: seq - 1, filled: 0 };
@@ -61,13 +72,30 @@ export class PositionTracker {
       this.opened = hole;
     }
     entry.seq = seq;
-    this.last.set(key, entry);
     return missed;
   }
 
   /** Late arrivals are over (the old socket drained): no hole can be filled any more. */
   forgetHoles(): void {
-    for (const entry of this.last.values()) entry.holes = undefined;
+    for (const channels of this.subscriptions.values()) {
+      for (const publishers of channels.values()) for (const entry of publishers.values()) entry.holes = undefined;
+    }
+  }
+
+  /** Drops every entry not used in the last 90% of `maxEntries` checks: at most that many remain. */
+  private evict(): void {
+    const cutoff = this.clock - Math.ceil(this.maxEntries * 0.9);
+    for (const [subscription, channels] of this.subscriptions) {
+      for (const [channel, publishers] of channels) {
+        for (const [publisher, entry] of publishers) {
+          if (entry.used > cutoff) continue;
+          publishers.delete(publisher);
+          this.entries--;
+        }
+        if (publishers.size === 0) channels.delete(channel);
+      }
+      if (channels.size === 0) this.subscriptions.delete(subscription);
+    }
   }
 }
 
