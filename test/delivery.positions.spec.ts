@@ -28,47 +28,48 @@ describe('positions (pure logic)', () => {
 
   it('tracker: next and first positions pass, a jump counts the missed ones, repeats and older ones are refused', () => {
     const tracker = new PositionTracker();
-    expect(tracker.check('ch', 'p1', 5)).toBe(0); // first seen: nothing before it can be judged
-    expect(tracker.check('ch', 'p1', 6)).toBe(0);
-    expect(tracker.check('ch', 'p1', 6)).toBe(-1);
-    expect(tracker.check('ch', 'p1', 4)).toBe(-1);
-    expect(tracker.check('ch', 'p1', 10)).toBe(3);
-    expect(tracker.check('ch', 'p2', 1)).toBe(0);
-    expect(tracker.check('other', 'p1', 1)).toBe(0);
+    expect(tracker.check('', 'ch', 'p1', 5)).toBe(0); // first seen: nothing before it can be judged
+    expect(tracker.check('', 'ch', 'p1', 6)).toBe(0);
+    expect(tracker.check('', 'ch', 'p1', 6)).toBe(-1);
+    expect(tracker.check('', 'ch', 'p1', 4)).toBe(-1);
+    expect(tracker.check('', 'ch', 'p1', 10)).toBe(3);
+    expect(tracker.check('', 'ch', 'p2', 1)).toBe(0);
+    expect(tracker.check('', 'other', 'p1', 1)).toBe(0);
+    expect(tracker.check('orders.*', 'ch', 'p1', 10)).toBe(0); // the same channel through a pattern: its own position
   });
 
   it('tracker: a kept hole is filled by late arrivals in order, once each; after forgetHoles they are old again', () => {
     const tracker = new PositionTracker();
-    expect(tracker.check('c', 'p', 1, true)).toBe(0);
-    expect(tracker.check('c', 'p', 6, true)).toBe(4);
+    expect(tracker.check('', 'c', 'p', 1, true)).toBe(0);
+    expect(tracker.check('', 'c', 'p', 6, true)).toBe(4);
     const hole = tracker.opened!;
     expect(hole).toEqual({ next: 2, to: 5, filled: 0 });
-    expect(tracker.check('c', 'p', 7, true)).toBe(0);
+    expect(tracker.check('', 'c', 'p', 7, true)).toBe(0);
     expect(tracker.opened).toBeUndefined();
     // 2 and 4 arrive late (3 was lost on the old socket too); a repeat of 4 is a duplicate.
-    expect(tracker.check('c', 'p', 2)).toBe(0);
-    expect(tracker.check('c', 'p', 4)).toBe(0);
-    expect(tracker.check('c', 'p', 4)).toBe(-1);
-    expect(tracker.check('c', 'p', 3)).toBe(-1);
+    expect(tracker.check('', 'c', 'p', 2)).toBe(0);
+    expect(tracker.check('', 'c', 'p', 4)).toBe(0);
+    expect(tracker.check('', 'c', 'p', 4)).toBe(-1);
+    expect(tracker.check('', 'c', 'p', 3)).toBe(-1);
     expect(hole.filled).toBe(2);
     tracker.forgetHoles();
-    expect(tracker.check('c', 'p', 5)).toBe(-1);
+    expect(tracker.check('', 'c', 'p', 5)).toBe(-1);
     // Without keepHole a jump is final.
-    expect(tracker.check('c', 'p', 10)).toBe(2);
+    expect(tracker.check('', 'c', 'p', 10)).toBe(2);
     expect(tracker.opened).toBeUndefined();
-    expect(tracker.check('c', 'p', 9)).toBe(-1);
+    expect(tracker.check('', 'c', 'p', 9)).toBe(-1);
   });
 
   it('tracker: memory is bounded, the least recently used position is evicted first', () => {
     const tracker = new PositionTracker(3);
-    tracker.check('ch', 'a', 1);
-    tracker.check('ch', 'b', 1);
-    tracker.check('ch', 'c', 1);
-    tracker.check('ch', 'a', 2); // a is now the most recent
-    tracker.check('ch', 'd', 1); // evicts b
+    tracker.check('', 'ch', 'a', 1);
+    tracker.check('', 'ch', 'b', 1);
+    tracker.check('', 'ch', 'c', 1);
+    tracker.check('', 'ch', 'a', 2); // a is now the most recent
+    tracker.check('', 'ch', 'd', 1); // evicts b
     expect(tracker.size).toBe(3);
-    expect(tracker.check('ch', 'b', 1)).toBe(0); // forgotten: a first again, not a repeat
-    expect(tracker.check('ch', 'a', 2)).toBe(-1); // remembered
+    expect(tracker.check('', 'ch', 'b', 1)).toBe(0); // forgotten: a first again, not a repeat
+    expect(tracker.check('', 'ch', 'a', 2)).toBe(-1); // remembered
   });
 
   it('reads positions and rejects malformed ones with a clear problem', () => {

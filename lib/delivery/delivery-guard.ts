@@ -84,10 +84,8 @@ export class DeliveryGuard {
       }
     }
     // A channel subscription and a pattern matching the same channel each receive the event once.
-    const scope = pattern === undefined ? channel : `${pattern}\u0000${channel}`;
     // While an old socket drains after a cut-over, a jump may be filled by its late events: judged when it drained.
-    const splicing = this.link.splicing;
-    const missed = this.tracker.check(scope, position.p, position.s, splicing);
+    const missed = this.tracker.check(pattern ?? '', channel, position.p, position.s, this.link.splicing);
     if (missed < 0) {
       // Also catches a durable event appended twice (a requireReceiver retry).
       this.link.counters.duplicates++;
