@@ -107,9 +107,10 @@ describe('durable channels lose nothing across the fault suite (steady sequence-
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  it('blackhole: the silent death is caught by heartbeat, then the missed range is replayed', async () => {
+  it('blackhole: the silent subscriber is replaced (cut-over), then the missed range is replayed', async () => {
     const result = await throughFault(async ({ proxy }) => proxy.blackhole());
     expectNothingLost(result);
+    expect(result.app.events.cutOvers).toBeGreaterThan(0);
     expect(result.app.events.recovered.some((r) => r.replayed > 0)).toBe(true);
   });
 

@@ -37,8 +37,12 @@ export class DeliveryGuard {
     const publisherReady = () =>
       link.publisher.isReady ? Promise.resolve() : new Promise<void>((resolve) => link.publisher.once('ready', () => resolve()));
     this.durable = new DurableChannels(link, reader, publisherReady, replay, (loss) => this.unrecoverable(loss));
-    // A new subscriber connection missed whatever was published while there was none.
-    link.on('resubscribed', () => this.durable.recoverAll());
+    // A subscriber socket that just became the one delivering (after a reconnect, or a cut-over once the
+    // replacement's held events were routed) may have missed what was published meanwhile: catch up.
+    // The first connect is anchored by started() instead.
+    link.signals.on('delivering', ({ cause }) => {
+      if (cause !== 'connect') this.durable.recoverAll();
+    });
     link.signals.on('drained', () => this.settlePendingGaps());
   }
 

@@ -142,7 +142,7 @@ export class DurableChannels {
     await Promise.all([...this.states.keys()].map((channel) => this.anchor(channel)));
   }
 
-  /** After every resubscription (a new subscriber connection): catch up on what was published meanwhile. */
+  /** Whenever a new subscriber socket becomes the one delivering (reconnect, cut-over): catch up on what was published meanwhile. */
   recoverAll(): void {
     for (const [channel, state] of this.states) {
       if (state.known) void this.recover(channel, 'resubscribed');

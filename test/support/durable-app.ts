@@ -14,6 +14,8 @@ export interface DeliveryEvents {
   unrecoverable: Array<{ channel: string; missed: number; reason: string; publisher?: string }>;
   gaps: Array<{ channel: string; missed: number }>;
   resubscribed: number;
+  /** Subscriber replacements that took over while the old socket was silent (make before break). */
+  cutOvers: number;
 }
 
 export interface DurableApp {
@@ -51,11 +53,12 @@ export async function startDurableApp(options: RedisPubSubOptions): Promise<Dura
   class DurableModule {}
   const logger = new CaptureLogger();
   const server = new RedisPubSubServer(options);
-  const events: DeliveryEvents = { recovered: [], unrecoverable: [], gaps: [], resubscribed: 0 };
+  const events: DeliveryEvents = { recovered: [], unrecoverable: [], gaps: [], resubscribed: 0, cutOvers: 0 };
   server.on('recovered', (info) => events.recovered.push(info));
   server.on('unrecoverable', (info) => events.unrecoverable.push(info));
   server.on('gap', (info) => events.gaps.push(info));
   server.on('resubscribed', () => events.resubscribed++);
+  server.on('cut-over', (info) => info.connection === 'subscriber' && events.cutOvers++);
   const app = await NestFactory.createMicroservice(DurableModule, { strategy: server, logger });
   await app.listen();
   return {
