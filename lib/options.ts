@@ -64,7 +64,7 @@ export interface RedisPubSubOptions {
 
 export const DEFAULTS = {
   heartbeat: { intervalMs: 2_000, timeoutMs: 2_000 },
-  retry: { minDelayMs: 50, maxDelayMs: 500, maxAttempts: Infinity },
+  retry: { minDelayMs: 50, maxDelayMs: 250, maxAttempts: Infinity },
   maxPayloadBytes: 1024 * 1024,
   maxDepth: 64,
   closeTimeoutMs: 10_000,

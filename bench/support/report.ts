@@ -373,7 +373,7 @@ function recoverySection(rec: SectionRecord<RecoveryResult>): string[] {
   }
   out.push('');
   out.push(
-    'Up to four faults run side by side (each on its own redis-server(s), proxies and subscriber processes), contenders side by side within a fault; they share only the CPU, which is idle but for the markers. After a restart, how soon a contender is back depends on where its retry schedule stands when Redis returns: the built-in retries every 500 ms (`retryDelay`), this transport backs off 50 → 100 → 200 → 400 → 500 ms (cap), so either may wait up to ~500 ms.',
+    'Up to four faults run side by side (each on its own redis-server(s), proxies and subscriber processes), contenders side by side within a fault; they share only the CPU, which is idle but for the markers. After a restart, how soon a contender is back depends on where its retry schedule stands when Redis returns: the built-in retries every 500 ms (`retryDelay`), this transport backs off 50 → 100 → 200 → 250 ms (cap, each delay drawn from [cap/2, cap]), so the built-in may wait up to ~500 ms and this transport up to ~250 ms.',
   );
   return out;
 }
