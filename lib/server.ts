@@ -1,4 +1,4 @@
-import { Server, type CustomTransportStrategy, type MessageHandler, type Transport, type WritePacket } from '@nestjs/microservices';
+import { Server, type BaseRpcContext, type CustomTransportStrategy, type MessageHandler, type Transport, type WritePacket } from '@nestjs/microservices';
 import { isObservable, throwError, type Observable } from 'rxjs';
 import type { Redis } from 'ioredis';
 import type { Context } from '@opentelemetry/api';
@@ -235,14 +235,9 @@ export class RedisPubSubServer
         const completion = operation ? this.eventCompletion(channel, operation.end) : pattern === undefined ? route.completion : this.eventCompletion(channel);
         return this.runEvent(route, packet.data, context, completion);
       }
-      this.runWithProcessingHooks(
-        context,
-        (runEndHook) =>
-          new Promise<void>((done) =>
-            this.runEvent(route, packet.data, context, this.eventCompletion(channel, (error, failed) => (runEndHook(), done(), operation?.end(error, failed)))),
-          ),
+      return this.withProcessingHooks(context, (ended) =>
+        this.runEvent(route, packet.data, context, this.eventCompletion(channel, (error, failed) => (ended(), operation?.end(error, failed)))),
       );
-      return;
     }
     const id = packet.id;
     const replyChannel = packet.replyTo ?? nestReplyChannel(channel);
@@ -368,13 +363,15 @@ export class RedisPubSubServer
   private batchHost(): BatchHost {
     return {
       inFlight: (delta) => (delta > 0 ? void (this.inFlight += delta) : this.settled(-delta)),
-      process: (context, body) => {
-        if (!this.hooked) return body(() => undefined);
-        void this.runWithProcessingHooks(context, (runEndHook) => new Promise<void>((done) => body(() => (runEndHook(), done()))));
-      },
+      process: (context, body) => (this.hooked ? this.withProcessingHooks(context, body) : body(() => undefined)),
       counters: this.link.counters,
       logger: this.link.logger,
     };
+  }
+
+  /** Runs `body` inside Nest's processing hooks; `body` calls `ended` once its work is over. */
+  private withProcessingHooks(context: BaseRpcContext, body: (ended: () => void) => void): void {
+    this.runWithProcessingHooks(context, (runEndHook) => new Promise<void>((done) => body(() => (runEndHook(), done()))));
   }
 
   private async drain(): Promise<void> {
