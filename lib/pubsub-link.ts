@@ -5,7 +5,7 @@ import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import type { Redis } from 'ioredis';
 import { ConnectionHandover, publisherDrainMs, SUBSCRIBER_DRAIN_MS, type HandoverPlan } from './connection-handover.js';
 import { Heartbeat } from './heartbeat.js';
-import { ManagedConnection, type ConnectionRole, type ConnectionStats } from './managed-connection.js';
+import { ManagedConnection, type ConnectionRole, type ConnectionStats, type ResumeOn } from './managed-connection.js';
 import type { DeliveryStats } from './delivery/delivery-guard.js';
 import type { ResolvedOptions } from './options.js';
 import { PathProbe } from './path-probe.js';
@@ -167,7 +167,8 @@ export class PubSubLink {
         );
       }
       this.handovers.subscriber = new ConnectionHandover(this.subscriber, options.retry, heartbeat.timeoutMs, SUBSCRIBER_DRAIN_MS, this.subscriberPlan());
-      this.handovers.publisher = new ConnectionHandover(this.publisher, options.retry, heartbeat.timeoutMs, publisherDrainMs(heartbeat), this.publisherPlan(publisherDrainMs(heartbeat)));
+      const publisherDrain = publisherDrainMs(heartbeat);
+      this.handovers.publisher = new ConnectionHandover(this.publisher, options.retry, heartbeat.timeoutMs, publisherDrain, this.publisherPlan(publisherDrain));
       const channel = `${INTERNAL_CHANNEL_PREFIX}:probe:${randomUUID()}`;
       this.registry.add('channel', channel);
       this.probe = new PathProbe(
@@ -343,7 +344,7 @@ export class PubSubLink {
   }
 
   /** A silent (or probe-failing) connection: kept open, reported, and a replacement prepared beside it. */
-  private suspect(connection: ManagedConnection, reason: string, resumeOn: 'any-byte' | 'message' | 'never'): void {
+  private suspect(connection: ManagedConnection, reason: string, resumeOn: ResumeOn): void {
     if (!connection.suspect(reason, resumeOn)) return;
     const role = connection.role;
     this.logger.warn(`${role} connection suspect (${reason}): kept open, preparing a replacement beside it`);

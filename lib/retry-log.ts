@@ -1,6 +1,6 @@
 /**
  * Decides which failed connection attempts are logged, so an outage does not flood the log
- * (with the default backoff a dead Redis fails about three attempts per second per connection):
+ * (with the default backoff, capped at 250 ms, a dead Redis fails up to eight attempts per second per connection):
  * news (a new outage, or a cause that differs from the last one logged) at most once per
  * `newsEveryMs`, the same failure again at most once per `repeatEveryMs`. Each logged line says
  * how many failed attempts went unlogged before it.

@@ -73,12 +73,9 @@ export class DeliveryGuard {
       return false;
     }
     const position = read.position;
-    if (position === undefined) {
-      if (durable) this.durable.warnUnstamped(channel);
-      return true;
-    }
-    const inStream = durable && position.d !== undefined;
+    const inStream = durable && position?.d !== undefined;
     if (durable && !inStream) this.durable.warnUnstamped(channel);
+    if (position === undefined) return true;
     if (inStream && !replayed) {
       const verdict = this.durable.admitLive(channel, parseStreamPosition(position.d!)!);
       if (verdict === 'skip') return false;
