@@ -17,6 +17,8 @@ import { decodeReply, nestReplyChannel, replyIdOf } from './reply-packet.js';
 import { ReplySubscriptions } from './reply-subscriptions.js';
 import { replyDestination, TransportTelemetry } from './telemetry/transport-telemetry.js';
 import { transportRegistry, type MonitoredTransport } from './transport-registry.js';
+import { createLink } from './create-link.js';
+import type { TransportLink } from './transport-link.js';
 
 interface PendingRequest {
   channel: string;
@@ -48,10 +50,11 @@ export class RedisPubSubClient
 {
   readonly name: string;
   private readonly settings: ResolvedOptions;
-  private readonly link: PubSubLink;
+  private readonly link: TransportLink;
   private readonly codec: MessageCodec;
   private readonly replyChannel: string;
-  private readonly replies: ReplySubscriptions;
+  /** Nest's `<channel>.reply` channels; not on a cluster (see the README). */
+  private readonly replies?: ReplySubscriptions;
   private readonly customDeserializer: boolean;
   private readonly pending = new Map<string, PendingRequest>();
   private readonly offline: OfflineQueue;
@@ -72,29 +75,28 @@ export class RedisPubSubClient
     this.customDeserializer = options.deserializer !== undefined;
     this.codec = new MessageCodec(this.settings.maxPayloadBytes, this.settings.maxDepth);
     this.replyChannel = `${REPLY_CHANNEL_PREFIX}${randomUUID()}`;
-    this.link = new PubSubLink('client', this.settings, (channel, payload) => this.onReply(channel, payload));
+    const link = createLink('client', this.settings, (channel, payload) => this.onReply(channel, payload));
+    this.link = link;
     this.link.subscribe('channel', this.replyChannel);
-    this.replies = new ReplySubscriptions(this.link);
-    this.offline = new OfflineQueue(this.settings.offlineQueue, this.link.publisher);
+    if (link instanceof PubSubLink) this.replies = new ReplySubscriptions(link);
+    this.offline = new OfflineQueue(this.settings.offlineQueue, this.link);
     this.durable = new DurablePublisher(this.settings.durable);
     this.link.on('status', (state) => {
       this._status$.next(state);
       if (state === RedisPubSubStatus.CONNECTED) this.releaseWaiting();
     });
     // A reply published while the subscriber is down is lost: fail now rather than at the timeout.
-    this.link.subscriber.on('lost', (reason) => this.failAll(`the reply connection to Redis was lost (${reason})`, true));
+    this.link.onSubscriberLost(this.replyChannel, (reason) => this.failAll(`the reply connection to Redis was lost (${reason})`, true));
     // As with Nest's ClientRedis, a request made before Redis was ever reached fails at the first
     // connection error, with its code (e.g. ECONNREFUSED), rather than at its timeout. Once connected,
     // requests wait out a reconnect within their timeout.
-    for (const connection of [this.link.subscriber, this.link.publisher]) {
-      connection.on('error', (error: Error & { code?: unknown }) => {
-        if (this.link.status !== RedisPubSubStatus.CONNECTING) return;
-        const code = typeof error.code === 'string' ? error.code : undefined;
-        for (const [id, request] of this.pending) {
-          if (request.whenConnected) this.fail(id, `request to "${request.channel}" failed: Redis could not be reached (${connection.redactText(error.message)})`, code);
-        }
-      });
-    }
+    this.link.onConnectionError((error, redact) => {
+      if (this.link.status !== RedisPubSubStatus.CONNECTING) return;
+      const code = typeof error.code === 'string' ? error.code : undefined;
+      for (const [id, request] of this.pending) {
+        if (request.whenConnected) this.fail(id, `request to "${request.channel}" failed: Redis could not be reached (${redact(error.message)})`, code);
+      }
+    });
   }
 
   override get status(): Observable<RedisPubSubStatus> {
@@ -147,7 +149,7 @@ export class RedisPubSubClient
 
   /** `[publisher, subscriber]` ioredis instances. */
   unwrap<T = [Redis, Redis]>(): T {
-    return [this.link.publisher.redis, this.link.subscriber.redis] as T;
+    return this.link.unwrap() as T;
   }
 
   getStats(): RedisPubSubStats {
@@ -180,9 +182,9 @@ export class RedisPubSubClient
     if (durable) {
       const frame = stamped ? this.durable.frame(message) : undefined;
       if (!frame) throw new Error(`${this.name}: durable event "${channel}" not sent: the serializer must return an envelope object`);
-      send = () => this.durable.publish(this.link.publisher.redis, channel, frame);
-    } else send = () => this.link.publisher.redis.publish(channel, message);
-    const publish = () => (this.link.publisher.isReady ? send() : this.offline.enqueue(channel, send));
+      send = () => this.durable.publish(this.link.unwrap()[0]!, channel, frame);
+    } else send = () => this.link.publish(channel, message);
+    const publish = () => (this.link.canPublish(channel) ? send() : this.offline.enqueue(channel, send));
     return (await publishConfirmed(publish, this.settings.requireReceiver, () => `${this.name}: event "${channel}"`)) as T;
   }
 
@@ -215,7 +217,7 @@ export class RedisPubSubClient
     if (!this.pending.has(id)) return;
     // Nest-protocol responders (Transport.REDIS servers) answer on "<channel>.reply": listen there first.
     request.listening = true;
-    const listening = this.replies.acquire(request.channel);
+    const listening = this.replies ? this.replies.acquire(request.channel) : true;
     if (listening !== true && !(await listening)) throw new Error('the reply connection to Redis was lost');
     if (!this.pending.has(id)) return;
     const operation = this.telemetry?.beginSend({ name: request.channel }, packet.metadata, id);
@@ -227,7 +229,7 @@ export class RedisPubSubClient
       // The reply path may have died while an async serializer ran: fail now, not at the timeout.
       if (this.link.status !== RedisPubSubStatus.CONNECTED) throw new Error('the reply connection to Redis was lost');
       request.published = true;
-      receivers = await this.link.publisher.redis.publish(request.channel, message);
+      receivers = await this.link.publish(request.channel, message);
       operation?.end(Buffer.byteLength(message));
     } catch (error) {
       operation?.end(undefined, error);
@@ -238,7 +240,7 @@ export class RedisPubSubClient
 
   /** Replies arrive on this instance's own reply channel, or on "<channel>.reply" from Nest-protocol responders. */
   private onReply(channel: string, payload: Buffer): void {
-    if (channel !== this.replyChannel && !this.replies.has(channel)) return;
+    if (channel !== this.replyChannel && !this.replies?.has(channel)) return;
     this.link.counters.received++;
     const decoded = decodeReply(this.codec, payload, this.customDeserializer, this.settings.maxPayloadBytes);
     if (!decoded.ok) return this.rejectReply(channel, payload, decoded.problem);
@@ -314,7 +316,7 @@ export class RedisPubSubClient
     if (!request) return;
     clearTimeout(request.timer);
     this.pending.delete(id);
-    if (request.listening) this.replies.release(request.channel);
+    if (request.listening) this.replies?.release(request.channel);
     request.whenConnected?.();
   }
 }

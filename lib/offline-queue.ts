@@ -1,5 +1,5 @@
-import type { ManagedConnection } from './managed-connection.js';
 import type { OfflineQueueOptions } from './options.js';
+import type { TransportLink } from './transport-link.js';
 
 /** Publishes the event; resolves to the number of subscribers Redis delivered it to. */
 export type SendEvent = () => Promise<number>;
@@ -24,10 +24,10 @@ export class OfflineQueue {
 
   constructor(
     private readonly settings: Required<OfflineQueueOptions>,
-    private readonly publisher: ManagedConnection,
+    private readonly link: Pick<TransportLink, 'canPublish' | 'onPublisherUsable'>,
   ) {
-    // Whenever the publisher is usable again: a new socket, a suspect one that showed life, or its replacement.
-    for (const event of ['ready', 'resumed', 'replaced'] as const) publisher.on(event, () => this.flush());
+    // Whenever a publisher is usable again: a new socket, a suspect one that showed life, or its replacement.
+    link.onPublisherUsable(() => this.flush());
   }
 
   get size(): number {
@@ -64,11 +64,18 @@ export class OfflineQueue {
     }
   }
 
+  /** Sends, in order, the events whose publisher is usable; on a cluster, those of other shards keep waiting. */
   private flush(): void {
+    const waiting: QueuedEvent[] = [];
     for (const event of this.queue.splice(0)) {
+      if (!this.link.canPublish(event.channel)) {
+        waiting.push(event);
+        continue;
+      }
       clearTimeout(event.timer);
       event.send().then(event.resolve, event.reject);
     }
+    this.queue.push(...waiting);
   }
 
   private remove(event: QueuedEvent): void {

@@ -2,6 +2,7 @@ import type { RedisOptions } from 'ioredis';
 import type { Deserializer, Serializer } from '@nestjs/microservices';
 import { DEFAULT_DURABLE_MAX_LEN, type DurableChannelOptions } from './delivery/durable-stream.js';
 import { DEFAULT_REQUIRE_RECEIVER, type RequireReceiverOptions } from './delivery/publish-confirm.js';
+import { resolveClusterOptions, type RedisPubSubClusterOptions, type ResolvedClusterOptions } from './cluster/cluster-options.js';
 
 export interface HeartbeatOptions {
   /** How often each connection is PINGed (and the publish-to-subscribe path probed). */
@@ -32,6 +33,8 @@ export interface RedisPubSubOptions {
   url?: string;
   /** ioredis options, passed through (host, port, username, password, db, tls, sentinels, name, ...). Wins over `url`. */
   redis?: RedisOptions;
+  /** Redis Cluster: sharded pub/sub over the cluster's primaries (instead of `url`/`redis`). */
+  cluster?: RedisPubSubClusterOptions;
   /** Names this instance in logs, `CLIENT LIST` and health output. */
   name?: string;
   /** Managed heartbeats; `false` turns them off. */
@@ -75,6 +78,7 @@ export const DEFAULTS = {
 export interface ResolvedOptions {
   url?: string;
   redis: RedisOptions;
+  cluster?: ResolvedClusterOptions;
   name: string;
   heartbeat: Required<HeartbeatOptions> | false;
   retry: Required<RetryOptions>;
@@ -155,9 +159,18 @@ export function resolveOptions(options: RedisPubSubOptions = {}, defaultName: st
   if (options.name !== undefined && (typeof options.name !== 'string' || options.name === '')) {
     throw new TypeError('nestjs-redis-pubsub: option "name" must be a non-empty string');
   }
+  const cluster = options.cluster === undefined ? undefined : resolveClusterOptions(options.cluster, timerMs, heartbeat ? heartbeat.timeoutMs : 1_000);
+  if (cluster && (options.url !== undefined || options.redis !== undefined)) {
+    throw new TypeError('nestjs-redis-pubsub: options "cluster" and "url"/"redis" exclude each other (per-node ioredis options go in "cluster.redisOptions")');
+  }
+  if (cluster && Object.keys(options.durable ?? {}).length > 0) {
+    throw new TypeError('nestjs-redis-pubsub: option "durable" is not supported with "cluster" yet');
+  }
+  if (cluster) for (const field of REDIS_TIMER_OPTIONS) timerMs(cluster.redisOptions[field], 0, `cluster.redisOptions.${field}`, 0);
   return {
     url: options.url,
     redis: { ...redis },
+    ...(cluster ? { cluster } : {}),
     name: options.name ?? defaultName,
     heartbeat,
     retry,

@@ -1,3 +1,4 @@
+import { errorText } from './error-text.js';
 import type { ManagedConnection } from './managed-connection.js';
 import { VerdictTimers } from './verdict-timers.js';
 
@@ -17,13 +18,18 @@ export class PathProbe {
   private readonly verdicts = new VerdictTimers();
 
   constructor(
-    readonly channel: string,
+    /** Changes when a shard probe's slot moves away. */
+    public channel: string,
+    /** A shard channel (SPUBLISH) on a cluster. */
+    private readonly sharded: boolean,
     private readonly publisher: ManagedConnection,
     private readonly subscriber: ManagedConnection,
     private readonly timeoutMs: number,
     private readonly messagesSeen: () => number,
     private readonly onFail: (reason: string) => void,
     private readonly onPass: () => void,
+    /** The probe's PUBLISH failed (a lost socket is the heartbeat's business; Redis' own answer may say more). */
+    private readonly onRefused: (error: string) => void,
   ) {}
 
   /** Called once per heartbeat round while the transport reports connected. */
@@ -32,7 +38,8 @@ export class PathProbe {
     const sequence = ++this.sequence;
     const generation = this.subscriber.generation;
     const messagesBefore = this.messagesSeen();
-    this.publisher.redis.publish(this.channel, String(sequence)).then(
+    const token = String(sequence);
+    (this.sharded ? this.publisher.redis.spublish(this.channel, token) : this.publisher.redis.publish(this.channel, token)).then(
       (receivers) => {
         if (this.stopped || generation !== this.subscriber.generation) return;
         if (receivers === 0) {
@@ -47,7 +54,7 @@ export class PathProbe {
         });
       },
       // A publisher that does not answer is its own heartbeat's business (a suspect one is then replaced).
-      () => undefined,
+      (error: unknown) => this.onRefused(errorText(error)),
     );
   }
 

@@ -7,11 +7,13 @@ import { ConnectionHandover, publisherDrainMs, SUBSCRIBER_DRAIN_MS, type Handove
 import { Heartbeat } from './heartbeat.js';
 import { ManagedConnection, type ConnectionRole, type ConnectionStats, type ResumeOn } from './managed-connection.js';
 import type { DeliveryStats } from './delivery/delivery-guard.js';
+import type { ClusterStats } from './cluster/cluster-link.js';
 import type { ResolvedOptions } from './options.js';
 import { PathProbe } from './path-probe.js';
 import { RetryLog } from './retry-log.js';
 import { Splice, spliceKey } from './splice.js';
-import { SubscriptionRegistry, type SubscriptionKind } from './subscription-registry.js';
+import { SubscriptionRegistry, type SubscribeResult, type SubscriptionKind } from './subscription-registry.js';
+import type { TransportLink } from './transport-link.js';
 
 export interface MessageCounters {
   received: number;
@@ -40,6 +42,8 @@ export interface RedisPubSubStats {
   pending?: { requests: number; events: number };
   /** Servers only: positions tracked for gap and duplicate detection, recent losses. */
   delivery?: DeliveryStats;
+  /** Cluster only: each shard in use, the connections open, slot map reads. */
+  cluster?: ClusterStats;
 }
 
 export interface HandoverStats {
@@ -57,14 +61,20 @@ export interface HandoverStats {
   draining: number;
 }
 
+/** On a cluster, events of one shard name its primary. */
+interface OnNode {
+  /** Cluster only: the shard's primary (`host:port`). */
+  node?: string;
+}
+
 /** Typed events of `server.on()` / `client.on()`. */
 export interface RedisPubSubEvents {
   status: [state: RedisPubSubStatus];
-  reconnecting: [info: { connection: ConnectionRole; attempt: number; delayMs: number }];
-  reconnected: [info: { connection: ConnectionRole; downtimeMs: number }];
-  resubscribed: [info: { channels: number; patterns: number; durationMs: number; failed: string[] }];
-  'heartbeat-timeout': [info: { connection: ConnectionRole; silentForMs: number }];
-  'probe-failed': [info: { reason: string }];
+  reconnecting: [info: OnNode & { connection: ConnectionRole; attempt: number; delayMs: number }];
+  reconnected: [info: OnNode & { connection: ConnectionRole; downtimeMs: number }];
+  resubscribed: [info: OnNode & { channels: number; patterns: number; durationMs: number; failed: string[] }];
+  'heartbeat-timeout': [info: OnNode & { connection: ConnectionRole; silentForMs: number }];
+  'probe-failed': [info: OnNode & { reason: string }];
   /** Events of one publisher on one channel never arrived (`missed` of them); the next one did. */
   gap: [info: GapInfo];
   /** A durable channel caught up from its stream (after a resubscription, a gap or a new epoch); `replayed` may be 0. */
@@ -72,11 +82,11 @@ export interface RedisPubSubEvents {
   /** Events of a durable channel that can no longer be delivered: trimmed past retention, or the stream was lost. */
   unrecoverable: [info: { channel: string; missed: number; reason: 'trimmed' | 'stream-lost'; publisher?: string }];
   /** A connection fell silent or failed the probe: kept open while a replacement is prepared beside it. */
-  suspect: [info: { connection: ConnectionRole; reason: string }];
+  suspect: [info: OnNode & { connection: ConnectionRole; reason: string }];
   /** The suspect connection showed life before the replacement was ready: kept, replacement dropped. */
-  resumed: [info: { connection: ConnectionRole; suspectForMs: number }];
+  resumed: [info: OnNode & { connection: ConnectionRole; suspectForMs: number }];
   /** The replacement took over from the still silent connection (subscriber: every subscription acknowledged). */
-  'cut-over': [info: { connection: ConnectionRole; suspectForMs: number }];
+  'cut-over': [info: OnNode & { connection: ConnectionRole; suspectForMs: number }];
   error: [error: Error];
 }
 
@@ -111,13 +121,26 @@ export interface LinkSignals {
   drained: [];
 }
 
+/** A PubSubLink that serves one shard (primary) of a Redis Cluster. */
+export interface ShardRole {
+  /** A shard channel in a slot of this shard, for the path probe (SSUBSCRIBE / SPUBLISH). */
+  probeChannel: string;
+  /** Redis said a slot is served elsewhere (MOVED, ASK, CLUSTERDOWN, an unsolicited SUNSUBSCRIBE): re-read the slot map. */
+  redirected(reason: string): void;
+}
+
+/** Errors that mean "not here (yet)" on a cluster, not a refusal: the slot map decides where to go. */
+export function isRedirect(error: string): boolean {
+  return /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /.test(error);
+}
+
 /**
  * The pair of connections behind every server and client (one subscriber, one
  * publisher) and everything that keeps them honest: heartbeats on both, the
  * subscription registry replayed and verified after each reconnect, the path
  * probe, and the aggregate state reported to Nest and to health checks.
  */
-export class PubSubLink {
+export class PubSubLink implements TransportLink {
   readonly subscriber: ManagedConnection;
   readonly publisher: ManagedConnection;
   readonly registry = new SubscriptionRegistry();
@@ -127,6 +150,8 @@ export class PubSubLink {
   readonly signals = new EventEmitter<LinkSignals>();
   readonly logger: Logger;
   private readonly probe?: PathProbe;
+  /** Messages the current subscriber socket delivered (the probe's evidence of a live path). */
+  private delivered = 0;
   private readonly heartbeats: Heartbeat[] = [];
   private readonly handovers: Partial<Record<ConnectionRole, ConnectionHandover>> = {};
   private ticker?: NodeJS.Timeout;
@@ -150,6 +175,7 @@ export class PubSubLink {
     readonly kind: 'server' | 'client',
     readonly options: ResolvedOptions,
     private readonly sink: MessageSink,
+    private readonly shard?: ShardRole,
   ) {
     this.logger = new Logger(`RedisPubSub:${options.name}`);
     this.subscriber = new ManagedConnection('subscriber', options);
@@ -169,16 +195,21 @@ export class PubSubLink {
       this.handovers.subscriber = new ConnectionHandover(this.subscriber, options.retry, heartbeat.timeoutMs, SUBSCRIBER_DRAIN_MS, this.subscriberPlan());
       const publisherDrain = publisherDrainMs(heartbeat);
       this.handovers.publisher = new ConnectionHandover(this.publisher, options.retry, heartbeat.timeoutMs, publisherDrain, this.publisherPlan(publisherDrain));
-      const channel = `${INTERNAL_CHANNEL_PREFIX}:probe:${randomUUID()}`;
-      this.registry.add('channel', channel);
+      const channel = shard ? shard.probeChannel : `${INTERNAL_CHANNEL_PREFIX}:probe:${randomUUID()}`;
+      this.registry.add(shard ? 'shard' : 'channel', channel);
       this.probe = new PathProbe(
         channel,
+        shard !== undefined,
         this.publisher,
         this.subscriber,
         heartbeat.timeoutMs,
-        () => this.counters.received,
+        () => this.delivered,
         (reason) => this.probeFailed(reason),
         () => (this.blamePublisherNext = false),
+        (error) => {
+          // A demoted primary answers the probe's SPUBLISH with MOVED, while PING still answers.
+          if (this.shard && isRedirect(error)) this.shard.redirected(`the path probe's SPUBLISH answered ${error}`);
+        },
       );
     }
     this.listen(this.subscriber.redis);
@@ -195,6 +226,60 @@ export class PubSubLink {
 
   subscribe(kind: SubscriptionKind, name: string): void {
     this.registry.add(kind, name);
+  }
+
+  /** No longer wanted here (not resubscribed after a reconnect); what the socket still delivers for it is handled. */
+  forget(kind: SubscriptionKind, name: string): void {
+    this.registry.remove(kind, name);
+    this.refreshState();
+  }
+
+  /** Subscribes what is wanted and not yet acknowledged on the current socket, now rather than at the next tick. */
+  subscribeMissingNow(): void {
+    if (this.subscriber.isReady && !this.registry.complete) void this.resubscribe(this.subscriber.generation, false);
+    else this.refreshState();
+  }
+
+  /** The probe's shard channel moved to another shard with its slot: probe through one in a slot still served here. */
+  moveProbe(channel: string): void {
+    const probe = this.probe;
+    if (!probe || probe.channel === channel) return;
+    this.registry.remove('shard', probe.channel);
+    probe.channel = channel;
+    this.registry.add('shard', channel);
+    this.subscribeMissingNow();
+  }
+
+  get probeChannel(): string | undefined {
+    return this.probe?.channel;
+  }
+
+  publish(channel: string, message: string): Promise<number> {
+    return this.publisher.redis.publish(channel, message);
+  }
+
+  canPublish(): boolean {
+    return this.publisher.isReady;
+  }
+
+  onPublisherUsable(listener: () => void): void {
+    for (const event of ['ready', 'resumed', 'replaced'] as const) this.publisher.on(event, () => listener());
+  }
+
+  publisherFor(): ManagedConnection {
+    return this.publisher;
+  }
+
+  onSubscriberLost(_channel: string, listener: (reason: string) => void): void {
+    this.subscriber.on('lost', listener);
+  }
+
+  onConnectionError(listener: (error: Error & { code?: unknown }, redact: (text: string) => string) => void): void {
+    for (const connection of [this.subscriber, this.publisher]) connection.on('error', (error) => listener(error, (text) => connection.redactText(text)));
+  }
+
+  unwrap(): Redis[] {
+    return [this.publisher.redis, this.subscriber.redis];
   }
 
   /** Connects both connections; resolves once every subscription is acknowledged. Retries in the background. */
@@ -311,17 +396,25 @@ export class PubSubLink {
 
   /** Routes what one subscriber socket delivers: the current one, a standby being subscribed, or one draining. */
   private listen(redis: Redis): void {
-    const probeChannel = this.probe?.channel;
-    redis.on('messageBuffer', (channelBuffer: Buffer, payload: Buffer) => {
+    const onMessage = (channelBuffer: Buffer, payload: Buffer) => {
       const channel = channelBuffer.toString();
-      if (channel === probeChannel) {
+      if (channel === this.probe?.channel) {
         // Only the current socket's tokens prove its path (a standby's or a draining one's say nothing of it).
         if (redis !== this.subscriber.redis) return;
         this.subscriber.messageArrived();
-        return this.probe!.received(payload);
+        return this.probe.received(payload);
       }
       this.route(redis, channel, payload, undefined);
-    });
+    };
+    redis.on('messageBuffer', onMessage);
+    if (this.shard) {
+      redis.on('smessageBuffer', onMessage);
+      // ioredis 6 (DataHandler.handleUnsolicitedUnsubscribe) turns an SUNSUBSCRIBE that Redis pushes on
+      // its own (the channel's slot is no longer served here) into a 'moved' event naming nothing, after
+      // deleting the channel from its subscription set: the channels missing from that set are the ones
+      // dropped. Pinned in test/ioredis-sharded-pubsub.spec.ts.
+      redis.on('moved', () => this.shardChannelsDropped(redis));
+    }
     redis.on('pmessageBuffer', (pattern: string | Buffer, channelBuffer: Buffer, payload: Buffer) => {
       const channel = channelBuffer.toString();
       // Probes and reply channels are nobody's events, even for a catch-all pattern like '*'.
@@ -332,6 +425,7 @@ export class PubSubLink {
 
   private route(redis: Redis, channel: string, payload: Buffer, pattern: string | undefined): void {
     if (redis === this.subscriber.redis) {
+      this.delivered++;
       this.subscriber.messageArrived();
       if (this.splice && !this.splice.fromNew(spliceKey(channel, pattern), payload)) return;
       return this.sink(channel, payload, pattern);
@@ -341,6 +435,18 @@ export class PubSubLink {
       return;
     }
     if (redis === this.splice?.old && this.splice.fromOld(spliceKey(channel, pattern), payload)) this.sink(channel, payload, pattern);
+  }
+
+  private shardChannelsDropped(redis: Redis): void {
+    const registry = redis === this.subscriber.redis ? this.registry : redis === this.standby?.redis ? this.standby.registry : undefined;
+    if (!registry) return;
+    const set = redis.condition?.subscriber;
+    const still = new Set(set ? set.channels('ssubscribe') : []);
+    const dropped = [...registry.confirmedOf('shard')].filter((name) => !still.has(name));
+    for (const name of dropped) registry.unconfirm('shard', name);
+    if (dropped.length === 0) return;
+    this.refreshState();
+    this.shard?.redirected(`Redis unsubscribed ${dropped.length} shard channel(s) on its own: their slot is served elsewhere now`);
   }
 
   /** A silent (or probe-failing) connection: kept open, reported, and a replacement prepared beside it. */
@@ -454,6 +560,7 @@ export class PubSubLink {
       .subscribeMissing(sub.redis, () => sub.generation === generation && sub.isReady)
       .finally(() => this.resubscribing--);
     if (sub.generation !== generation || !sub.isReady) return;
+    this.takeRedirects(result);
     const failed = result.failed.map((f) => `${f.kind} "${f.name}": ${sub.redactText(f.error)}`);
     if (failed.length > 0) {
       const error = new Error(`${this.options.name}: Redis refused ${failed.length} subscription(s): ${failed.join('; ')}`);
@@ -474,6 +581,15 @@ export class PubSubLink {
     }
     this.refreshState();
     if (this.registry.complete) this.signals.emit('delivering', { generation, cause });
+  }
+
+  /** On a cluster, "served elsewhere" is news for the slot map, not a refusal: it is retried once the map is re-read. */
+  private takeRedirects(result: SubscribeResult): void {
+    if (!this.shard) return;
+    const redirected = result.failed.filter((f) => isRedirect(f.error));
+    if (redirected.length === 0) return;
+    result.failed = result.failed.filter((f) => !isRedirect(f.error));
+    this.shard.redirected(`${redirected.length} subscription(s) answered ${redirected[0]!.error}`);
   }
 
   private refreshState(): void {

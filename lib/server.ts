@@ -9,11 +9,13 @@ import { MessageCodec, validatePacket, type IncomingPacket } from './codec.js';
 import { REDIS_PUBSUB_TRANSPORT, type RedisPubSubStatus } from './constants.js';
 import { RedisPubSubContext } from './context.js';
 import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from './options.js';
-import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
+import { type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
 import { isReplyPacket, nestReplyChannel } from './reply-packet.js';
 import { RequestStreams, STREAM_ENDED_BY_CLOSE } from './request-streams.js';
 import { replyDestination, TransportTelemetry, type ProcessOperation } from './telemetry/transport-telemetry.js';
 import { transportRegistry, type MonitoredTransport } from './transport-registry.js';
+import { createLink } from './create-link.js';
+import type { TransportLink } from './transport-link.js';
 
 const NO_MESSAGE_HANDLER = 'There is no matching message handler defined in the remote service.';
 
@@ -55,7 +57,7 @@ export class RedisPubSubServer
   override readonly propagatesEventHandlerErrors = true;
   readonly name: string;
   private readonly settings: ResolvedOptions;
-  private readonly link: PubSubLink;
+  private readonly link: TransportLink;
   private readonly codec: MessageCodec;
   private readonly customDeserializer: boolean;
   private readonly channelRoutes = new Map<string, Route>();
@@ -79,7 +81,7 @@ export class RedisPubSubServer
     this.initializeDeserializer(options);
     this.customDeserializer = options.deserializer !== undefined;
     this.codec = new MessageCodec(this.settings.maxPayloadBytes, this.settings.maxDepth);
-    this.link = new PubSubLink('server', this.settings, (channel, payload, pattern) => this.onMessage(channel, payload, pattern));
+    this.link = createLink('server', this.settings, (channel, payload, pattern) => this.onMessage(channel, payload, pattern));
     this.link.on('status', (state) => this._status$.next(state));
     this.delivery = new DeliveryGuard(
       this.link,
@@ -103,6 +105,7 @@ export class RedisPubSubServer
       const extras = handler.extras as RedisPubSubHandlerExtras | undefined;
       if (extras?.durable) {
         if (extras.psubscribe) return callback(new Error(`${this.name}: "${key}": durable needs a channel, not a pattern (psubscribe)`));
+        if (this.settings.cluster) return callback(new Error(`${this.name}: "${key}": durable channels are not supported with "cluster" yet`));
         this.delivery.addDurable(key);
       }
       if (extras?.psubscribe) {
@@ -153,7 +156,7 @@ export class RedisPubSubServer
 
   /** `[publisher, subscriber]` ioredis instances. */
   unwrap<T = [Redis, Redis]>(): T {
-    return [this.link.publisher.redis, this.link.subscriber.redis] as T;
+    return this.link.unwrap() as T;
   }
 
   getStats(): RedisPubSubStats {
@@ -332,12 +335,12 @@ export class RedisPubSubServer
     const text = JSON.stringify(await this.serializer.serialize(message));
     const problem = oversized(text, this.settings.maxPayloadBytes);
     if (problem === undefined) {
-      await this.link.publisher.redis.publish(channel, text);
+      await this.link.publish(channel, text);
       return true;
     }
     this.handlerFailed(requestChannel ?? channel, `reply not sent: ${problem}`);
     const refusal = { id: message.id, err: { status: 'error', message: `reply not sent: ${problem}` }, isDisposed: true };
-    await this.link.publisher.redis.publish(channel, JSON.stringify(await this.serializer.serialize(refusal)));
+    await this.link.publish(channel, JSON.stringify(await this.serializer.serialize(refusal)));
     return false;
   }
 

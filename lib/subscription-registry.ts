@@ -1,7 +1,15 @@
 import type { Redis } from 'ioredis';
+import { keySlot } from './cluster/key-slot.js';
 import { errorText } from './error-text.js';
 
-export type SubscriptionKind = 'channel' | 'pattern';
+/** `channel`: SUBSCRIBE, `pattern`: PSUBSCRIBE, `shard`: SSUBSCRIBE (a shard channel of Redis Cluster). */
+export type SubscriptionKind = 'channel' | 'pattern' | 'shard';
+
+const KINDS = ['channel', 'pattern', 'shard'] as const;
+
+function emptySets(): Record<SubscriptionKind, Set<string>> {
+  return { channel: new Set<string>(), pattern: new Set<string>(), shard: new Set<string>() };
+}
 
 export interface SubscribeResult {
   confirmed: number;
@@ -18,9 +26,9 @@ const BATCH = 500;
  * and one bad channel fails its whole batch.
  */
 export class SubscriptionRegistry {
-  private readonly confirmed = { channel: new Set<string>(), pattern: new Set<string>() };
+  private readonly confirmed = emptySets();
 
-  constructor(private readonly wanted: Record<SubscriptionKind, Set<string>> = { channel: new Set<string>(), pattern: new Set<string>() }) {}
+  constructor(private readonly wanted: Record<SubscriptionKind, Set<string>> = emptySets()) {}
 
   add(kind: SubscriptionKind, name: string): void {
     this.wanted[kind].add(name);
@@ -43,11 +51,26 @@ export class SubscriptionRegistry {
   }
 
   get expectedCount(): number {
-    return this.wanted.channel.size + this.wanted.pattern.size;
+    return this.wanted.channel.size + this.wanted.pattern.size + this.wanted.shard.size;
   }
 
   get confirmedCount(): number {
-    return this.confirmed.channel.size + this.confirmed.pattern.size;
+    return this.confirmed.channel.size + this.confirmed.pattern.size + this.confirmed.shard.size;
+  }
+
+  /** Whether Redis acknowledged `name` on the current socket. */
+  isConfirmed(kind: SubscriptionKind, name: string): boolean {
+    return this.confirmed[kind].has(name);
+  }
+
+  /** The acknowledged names of one kind. */
+  confirmedOf(kind: SubscriptionKind): ReadonlySet<string> {
+    return this.confirmed[kind];
+  }
+
+  /** Redis dropped `name` on its own (a shard channel whose slot moved away): wanted, no longer acknowledged. */
+  unconfirm(kind: SubscriptionKind, name: string): void {
+    this.confirmed[kind].delete(name);
   }
 
   get complete(): boolean {
@@ -56,7 +79,7 @@ export class SubscriptionRegistry {
 
   missing(): string[] {
     const out: string[] = [];
-    for (const kind of ['channel', 'pattern'] as const) {
+    for (const kind of KINDS) {
       for (const name of this.wanted[kind]) if (!this.confirmed[kind].has(name)) out.push(`${kind}:${name}`);
     }
     return out;
@@ -64,8 +87,7 @@ export class SubscriptionRegistry {
 
   /** A new socket starts with no subscriptions at all. */
   reset(): void {
-    this.confirmed.channel.clear();
-    this.confirmed.pattern.clear();
+    for (const kind of KINDS) this.confirmed[kind].clear();
   }
 
   /** The same wanted list (shared), nothing confirmed: for a replacement socket subscribed beside the current one. */
@@ -76,12 +98,12 @@ export class SubscriptionRegistry {
   /** Takes over what `fork` confirmed on its socket, once that socket replaces the current one. */
   adopt(fork: SubscriptionRegistry): void {
     this.reset();
-    for (const kind of ['channel', 'pattern'] as const) for (const name of fork.confirmed[kind]) this.confirmed[kind].add(name);
+    for (const kind of KINDS) for (const name of fork.confirmed[kind]) this.confirmed[kind].add(name);
   }
 
   /** Whether this registry's socket has at least everything `other`'s socket has. */
   covers(other: SubscriptionRegistry): boolean {
-    for (const kind of ['channel', 'pattern'] as const) {
+    for (const kind of KINDS) {
       for (const name of other.confirmed[kind]) if (!this.confirmed[kind].has(name)) return false;
     }
     return true;
@@ -93,15 +115,17 @@ export class SubscriptionRegistry {
    * back to back and settles each command once Redis acknowledged every name in it (replies
    * arrive in order). A refused batch is retried name by name so one forbidden channel cannot
    * hide the rest. `isCurrent` turns false when the socket was replaced meanwhile: results are
-   * then dropped.
+   * then dropped. Shard channels are batched per hash slot: one SSUBSCRIBE may not span slots.
    */
   async subscribeMissing(redis: Redis, isCurrent: () => boolean): Promise<SubscribeResult> {
     const result: SubscribeResult = { confirmed: 0, failed: [] };
     const batches: Array<Promise<void>> = [];
-    for (const kind of ['channel', 'pattern'] as const) {
+    for (const kind of KINDS) {
       const todo = [...this.wanted[kind]].filter((name) => !this.confirmed[kind].has(name));
-      for (let i = 0; i < todo.length; i += BATCH) {
-        batches.push(this.subscribeBatch(redis, kind, todo.slice(i, i + BATCH), isCurrent, result));
+      for (const group of kind === 'shard' ? groupBySlot(todo) : [todo]) {
+        for (let i = 0; i < group.length; i += BATCH) {
+          batches.push(this.subscribeBatch(redis, kind, group.slice(i, i + BATCH), isCurrent, result));
+        }
       }
     }
     await Promise.all(batches);
@@ -127,10 +151,21 @@ export class SubscriptionRegistry {
 
   private async issue(redis: Redis, kind: SubscriptionKind, names: string[]): Promise<string | undefined> {
     try {
-      await (kind === 'channel' ? redis.subscribe(...names) : redis.psubscribe(...names));
+      await (kind === 'channel' ? redis.subscribe(...names) : kind === 'pattern' ? redis.psubscribe(...names) : redis.ssubscribe(...names));
       return undefined;
     } catch (err) {
       return errorText(err);
     }
   }
+}
+
+function groupBySlot(names: string[]): string[][] {
+  const groups = new Map<number, string[]>();
+  for (const name of names) {
+    const slot = keySlot(name);
+    const group = groups.get(slot);
+    if (group) group.push(name);
+    else groups.set(slot, [name]);
+  }
+  return [...groups.values()];
 }

@@ -1,4 +1,4 @@
-import type { PubSubLink } from '../pubsub-link.js';
+import type { TransportLink } from '../transport-link.js';
 import { LossReport, type LossRecord } from './loss-report.js';
 import { PositionTracker, type Hole } from './position-tracker.js';
 import { DurableChannels, type DurableLoss } from './durable-recovery.js';
@@ -28,14 +28,16 @@ export class DeliveryGuard {
 
   /** `replay` delivers an event read back from a durable stream, as if it had just arrived. */
   constructor(
-    private readonly link: PubSubLink,
+    private readonly link: TransportLink,
     private readonly reject: (channel: string, problem: string) => void,
     replay: (channel: string, payload: Buffer) => void,
   ) {
     this.losses = new LossReport(link.logger);
-    const reader = new DurableReader(() => link.publisher.redis);
-    const publisherReady = () =>
-      link.publisher.isReady ? Promise.resolve() : new Promise<void>((resolve) => link.publisher.once('ready', () => resolve()));
+    // Durable channels are standalone only (refused with `cluster`): the one publisher reads their streams.
+    const reader = new DurableReader(() => link.unwrap()[0]!);
+    const waiting: Array<() => void> = [];
+    link.onPublisherUsable(() => waiting.splice(0).forEach((resolve) => resolve()));
+    const publisherReady = () => (link.canPublish('') ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve)));
     this.durable = new DurableChannels(link, reader, publisherReady, replay, (loss) => this.unrecoverable(loss));
     // A subscriber socket that just became the one delivering (after a reconnect, or a cut-over once the
     // replacement's held events were routed) may have missed what was published meanwhile: catch up.

@@ -1,5 +1,5 @@
 import { errorText } from '../error-text.js';
-import type { PubSubLink } from '../pubsub-link.js';
+import type { TransportLink } from '../transport-link.js';
 import type { DurableReader } from './durable-stream.js';
 import type { StreamPosition } from './position.js';
 
@@ -56,7 +56,7 @@ export class DurableChannels {
   private readonly pauses = new Map<NodeJS.Timeout, () => void>();
 
   constructor(
-    private readonly link: PubSubLink,
+    private readonly link: TransportLink,
     private readonly reader: DurableReader,
     /** Resolves once the connection the reader uses is up (a recovery waits for it rather than failing). */
     private readonly readerReady: () => Promise<void>,

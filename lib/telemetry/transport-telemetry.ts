@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Context } from '@opentelemetry/api';
 import { REPLY_CHANNEL_PREFIX } from '../constants.js';
-import type { PubSubLink } from '../pubsub-link.js';
+import type { TransportLink } from '../transport-link.js';
 import { MessagingMetrics, type MetricSources } from './metrics.js';
 import { otelApi, registeredMeter, registeredTracer, type Otel } from './otel-api.js';
 import { ATTR, INSTRUMENTATION_SCOPE, type Destination } from './semconv.js';
@@ -47,7 +47,7 @@ export class TransportTelemetry {
     private readonly metrics: MessagingMetrics | undefined,
   ) {}
 
-  static start(link: PubSubLink, sources: MetricSources): TransportTelemetry | undefined {
+  static start(link: TransportLink, sources: MetricSources): TransportTelemetry | undefined {
     const api = otelApi();
     if (!api) return undefined;
     const tracer = registeredTracer(api, INSTRUMENTATION_SCOPE);
@@ -95,7 +95,7 @@ export class TransportTelemetry {
   }
 
   /** Lifecycle spans and metrics from the link's own events. */
-  private watch(link: PubSubLink, name: string): void {
+  private watch(link: TransportLink, name: string): void {
     const tracing = this.tracing;
     const metrics = this.metrics;
     link.on('reconnected', ({ connection, downtimeMs }) => {

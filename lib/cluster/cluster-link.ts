@@ -1,0 +1,479 @@
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { Logger } from '@nestjs/common';
+import type { Redis } from 'ioredis';
+import { backoffDelay } from '../backoff.js';
+import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from '../constants.js';
+import { errorText } from '../error-text.js';
+import type { ConnectionRole, ConnectionStats, ManagedConnection } from '../managed-connection.js';
+import type { ResolvedOptions } from '../options.js';
+import {
+  isRedirect,
+  PubSubLink,
+  type LinkSignals,
+  type MessageCounters,
+  type MessageSink,
+  type RedisPubSubEventName,
+  type RedisPubSubEvents,
+  type RedisPubSubStats,
+} from '../pubsub-link.js';
+import type { TransportLink } from '../transport-link.js';
+import type { ResolvedClusterOptions } from './cluster-options.js';
+import { keySlot, tagForSlots } from './key-slot.js';
+import { describeSlots, slotsServedBy, type SlotMap } from './slot-map.js';
+import { ClusterTopology, splitAddress } from './topology.js';
+
+/** One primary of the cluster in use: a PubSubLink (subscriber + publisher, heartbeats, probe) to it. */
+interface Shard {
+  address: string;
+  link: PubSubLink;
+}
+
+/** Per shard, in `getStats().cluster`. */
+export interface ShardStats {
+  /** The primary's `host:port`. */
+  node: string;
+  /** The slots it serves, as ranges (`0-5460`). */
+  slots: string;
+  state: RedisPubSubStatus;
+  connections: Record<ConnectionRole, ConnectionStats['state']>;
+  /** Shard channels subscribed here (the probe's excluded), and those not acknowledged yet. */
+  channels: number;
+  missing: string[];
+}
+
+export interface ClusterStats {
+  shards: ShardStats[];
+  /** Connections open to the cluster: a subscriber and a publisher per shard in use. */
+  connections: number;
+  /** Slot map reads so far (each asks every known node), and when the last one answered. */
+  refreshes: number;
+  lastRefreshAt: number | null;
+}
+
+/** Events a shard's link reports as they are (the shard's node added); `status` is the cluster's own. */
+const FORWARDED = ['reconnecting', 'reconnected', 'resubscribed', 'heartbeat-timeout', 'probe-failed', 'suspect', 'resumed', 'cut-over', 'error'] as const;
+
+/**
+ * Redis Cluster: sharded pub/sub over connections of our own to each primary in use, driven by
+ * the slot map (read from every node, see ClusterTopology), not by ioredis' Cluster class, whose
+ * sharded subscribers go deaf after some failovers and migrations. Each shard is a PubSubLink, so
+ * heartbeats, the path probe (a shard channel pinned to that shard's slots), make-before-break
+ * and reconnect backoff hold per shard. Whenever a shard says a slot is served elsewhere (MOVED,
+ * an unsolicited SUNSUBSCRIBE) or a shard is lost or suspect, the slot map is read again, and
+ * again with backoff until every channel is acknowledged on the primary that serves its slot.
+ * Patterns and `globalChannels` use classic (P)SUBSCRIBE, which Redis broadcasts cluster-wide:
+ * they are held by one shard's subscriber.
+ */
+export class ClusterLink implements TransportLink {
+  readonly counters: MessageCounters = { received: 0, invalid: 0, handlerErrors: 0, lost: 0, duplicates: 0, dropped: 0 };
+  readonly events = new EventEmitter<RedisPubSubEvents>();
+  readonly signals = new EventEmitter<LinkSignals>();
+  readonly logger: Logger;
+  private readonly cluster: ResolvedClusterOptions;
+  private readonly topology: ClusterTopology;
+  private readonly shards = new Map<string, Shard>();
+  private readonly wanted = { shard: new Set<string>(), channel: new Set<string>(), pattern: new Set<string>() };
+  /** The shard each shard channel is subscribed on now. */
+  private readonly placed = new Map<string, string>();
+  /** The shard whose subscriber holds the classic subscriptions. */
+  private classicHost?: string;
+  private map?: SlotMap;
+  private state: RedisPubSubStatus = RedisPubSubStatus.CONNECTING;
+  private stateChangedAt = Date.now();
+  private everConnected = false;
+  private started?: Promise<void>;
+  private settleStart?: (error?: Error) => void;
+  private periodic?: NodeJS.Timeout;
+  /** The next read of the slot map while something is unsettled; undefined when none is due. */
+  private retryTimer?: NodeJS.Timeout;
+  /** Consecutive slot map reads that left something unsettled (drives the backoff). */
+  private unsettledReads = 0;
+  private readonly usable: Array<() => void> = [];
+  private readonly lostListeners: Array<{ channel: string; listener: (reason: string) => void }> = [];
+  private readonly errorListeners: Array<(error: Error & { code?: unknown }, redact: (text: string) => string) => void> = [];
+
+  constructor(
+    readonly kind: 'server' | 'client',
+    readonly options: ResolvedOptions,
+    private readonly sink: MessageSink,
+  ) {
+    this.cluster = options.cluster!;
+    this.logger = new Logger(`RedisPubSub:${options.name}`);
+    this.topology = new ClusterTopology(
+      this.cluster.nodes,
+      this.cluster.redisOptions,
+      this.cluster.slotsRefreshTimeout,
+      `${options.name}:topology`,
+      this.cluster.natMap,
+    );
+  }
+
+  get status(): RedisPubSubStatus {
+    return this.state;
+  }
+
+  get splicing(): boolean {
+    for (const shard of this.shards.values()) if (shard.link.splicing) return true;
+    return false;
+  }
+
+  subscribe(kind: 'channel' | 'pattern', name: string): void {
+    if (kind === 'pattern') this.wanted.pattern.add(name);
+    else if (this.cluster.isGlobal(name)) this.wanted.channel.add(name);
+    else this.wanted.shard.add(name);
+    if (this.map) this.place(this.map);
+  }
+
+  start(): Promise<void> {
+    if (this.state === RedisPubSubStatus.CLOSED) return Promise.reject(new Error(`${this.options.name}: closed`));
+    this.started ??= new Promise<void>((resolve, reject) => {
+      this.settleStart = (error) => (error ? reject(error) : resolve());
+      this.events.emit('status', this.state);
+      this.refresh('start');
+      this.periodic = setInterval(() => this.refresh(), this.cluster.slotsRefreshInterval);
+    });
+    return this.started;
+  }
+
+  async closeSubscriber(): Promise<void> {
+    this.setState(RedisPubSubStatus.CLOSED);
+    this.settleStart?.(new Error(`${this.options.name}: closed before connecting`));
+    clearInterval(this.periodic);
+    clearTimeout(this.retryTimer);
+    this.topology.close();
+    await Promise.all([...this.shards.values()].map((shard) => shard.link.closeSubscriber()));
+  }
+
+  async close(): Promise<void> {
+    await this.closeSubscriber();
+    await Promise.all([...this.shards.values()].map((shard) => shard.link.close()));
+  }
+
+  on<E extends RedisPubSubEventName>(event: E, listener: (...args: RedisPubSubEvents[E]) => void): void {
+    this.events.on(event, listener as never);
+  }
+
+  reportError(error: Error): void {
+    if (this.events.listenerCount('error') > 0) this.events.emit('error', error);
+  }
+
+  /**
+   * SPUBLISH on the primary that serves the channel's slot (PUBLISH for a global channel). A
+   * redirect (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) means Redis did not execute it: the slot map is
+   * read again and it is sent again, until `offlineQueue.timeoutMs`. A connection lost with it in
+   * flight fails it (delivery unknown), never re-sent.
+   */
+  async publish(channel: string, message: string): Promise<number> {
+    const deadline = Date.now() + this.options.offlineQueue.timeoutMs;
+    for (let attempt = 1; ; attempt++) {
+      const shard = this.publishingShard(channel);
+      if (shard?.link.publisher.isReady) {
+        const redis = shard.link.publisher.redis;
+        try {
+          return await (this.cluster.isGlobal(channel) ? redis.publish(channel, message) : (redis.spublish(channel, message) as Promise<number>));
+        } catch (error) {
+          if (!isRedirect(errorText(error))) throw error;
+          this.refresh(`SPUBLISH "${channel}" answered ${errorText(error)}`);
+        }
+      }
+      const waitMs = Math.min(deadline - Date.now(), backoffDelay(attempt, { ...this.options.retry, maxAttempts: Infinity })!);
+      if (waitMs <= 0) throw new Error(`event "${channel}" not sent: no primary of the cluster took it within ${this.options.offlineQueue.timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      if (this.state === RedisPubSubStatus.CLOSED) throw new Error(`event "${channel}" not sent: closed`);
+    }
+  }
+
+  canPublish(channel: string): boolean {
+    return this.publishingShard(channel)?.link.publisher.isReady ?? false;
+  }
+
+  onPublisherUsable(listener: () => void): void {
+    this.usable.push(listener);
+  }
+
+  publisherFor(channel: string): ManagedConnection | undefined {
+    return this.publishingShard(channel)?.link.publisher;
+  }
+
+  onSubscriberLost(channel: string, listener: (reason: string) => void): void {
+    this.lostListeners.push({ channel, listener });
+  }
+
+  onConnectionError(listener: (error: Error & { code?: unknown }, redact: (text: string) => string) => void): void {
+    this.errorListeners.push(listener);
+  }
+
+  unwrap(): Redis[] {
+    const shards = [...this.shards.values()];
+    return [...shards.map((shard) => shard.link.publisher.redis), ...shards.map((shard) => shard.link.subscriber.redis)];
+  }
+
+  stats(): RedisPubSubStats {
+    const shards = [...this.shards.values()];
+    const missing: string[] = [];
+    let confirmed = 0;
+    for (const channel of this.wanted.shard) {
+      const shard = this.shardOf(channel);
+      if (shard?.link.registry.isConfirmed('shard', channel)) confirmed++;
+      else missing.push(`shard:${channel} (${this.whereMissing(channel)})`);
+    }
+    const host = this.classicHost ? this.shards.get(this.classicHost) : undefined;
+    for (const kind of ['channel', 'pattern'] as const) {
+      for (const name of this.wanted[kind]) {
+        if (host?.link.registry.isConfirmed(kind, name)) confirmed++;
+        else missing.push(`${kind}:${name} (${host ? `on node ${host.address}` : 'no node chosen yet'})`);
+      }
+    }
+    const first = shards[0]?.link.stats();
+    return {
+      name: this.options.name,
+      kind: this.kind,
+      state: this.state,
+      stateChangedAt: this.stateChangedAt,
+      heartbeat: this.options.heartbeat,
+      connections: { subscriber: this.worstConnection('subscriber'), publisher: this.worstConnection('publisher') },
+      subscriptions: {
+        expected: this.wanted.shard.size + this.wanted.channel.size + this.wanted.pattern.size,
+        confirmed,
+        missing: missing.slice(0, 20),
+      },
+      messages: { ...this.counters },
+      ...(first?.handover ? { handover: this.handoverStats(shards) } : {}),
+      cluster: {
+        shards: shards.map((shard) => this.shardStats(shard)),
+        connections: 2 * shards.length,
+        refreshes: this.topology.refreshes,
+        lastRefreshAt: this.topology.lastRefreshAt,
+      },
+    };
+  }
+
+  /** Reads the slot map (now, or after the read in flight) and places everything by it. */
+  private refresh(reason?: string): void {
+    if (this.state === RedisPubSubStatus.CLOSED) return;
+    if (reason) this.logger.debug(`reading the cluster's slot map: ${reason}`);
+    void this.topology.refresh().then((map) => {
+      if (this.state === RedisPubSubStatus.CLOSED) return;
+      if (map) this.place(map);
+      else this.logger.warn(`no node of the cluster answered CLUSTER NODES (known: ${this.cluster.nodes.join(', ')} and those they named)`);
+      this.refreshState();
+    });
+  }
+
+  /** While anything is not acknowledged on the primary that serves it, the map is read again, with backoff. */
+  private scheduleRetry(settled: boolean): void {
+    if (settled) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.unsettledReads = 0;
+      return;
+    }
+    if (this.retryTimer) return;
+    const delay = backoffDelay(++this.unsettledReads, { ...this.options.retry, maxAttempts: Infinity })!;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.refresh('something is not acknowledged on the primary that serves it yet');
+    }, delay);
+  }
+
+  private place(map: SlotMap): void {
+    this.map = map;
+    for (const shard of [...this.shards.values()]) {
+      if (slotsServedBy(map, shard.address).size === 0) this.retire(shard, 'it serves no slot any more (failed over, or its slots moved)');
+    }
+    for (const channel of this.wanted.shard) {
+      const owner = map.owners[keySlot(channel)];
+      const current = this.placed.get(channel);
+      if (owner === undefined || owner === current) continue;
+      // Make before break: the old primary keeps delivering what publishers with an older map send it
+      // (a message goes to one node only, so never twice) until Redis itself unsubscribes it there.
+      if (current) this.shards.get(current)?.link.forget('shard', channel);
+      this.ensureShard(owner, map).link.subscribe('shard', channel);
+      this.placed.set(channel, owner);
+    }
+    this.placeClassic(map);
+    for (const shard of this.shards.values()) {
+      const served = slotsServedBy(map, shard.address);
+      const probe = shard.link.probeChannel;
+      if (probe !== undefined && !served.has(keySlot(probe))) shard.link.moveProbe(probeChannel(served));
+      shard.link.subscribeMissingNow();
+    }
+    for (const listener of this.usable) listener();
+  }
+
+  private placeClassic(map: SlotMap): void {
+    if (this.wanted.channel.size + this.wanted.pattern.size === 0) return;
+    // The host changes only when it was retired (it serves no slot any more).
+    if (this.classicHost && this.shards.has(this.classicHost)) return;
+    const next = [...this.shards.keys()].find((address) => slotsServedBy(map, address).size > 0) ?? map.owners.find((owner) => owner !== undefined);
+    if (!next) return;
+    for (const kind of ['channel', 'pattern'] as const) {
+      for (const name of this.wanted[kind]) this.ensureShard(next, map).link.subscribe(kind, name);
+    }
+    this.classicHost = next;
+  }
+
+  private ensureShard(address: string, map: SlotMap): Shard {
+    const existing = this.shards.get(address);
+    if (existing) return existing;
+    const [host, port] = splitAddress(address);
+    const options: ResolvedOptions = { ...this.options, url: undefined, redis: { ...this.cluster.redisOptions, host, port } };
+    delete options.cluster;
+    const link = new PubSubLink(this.kind, options, this.sink, {
+      probeChannel: probeChannel(slotsServedBy(map, address)),
+      redirected: (reason) => this.refresh(`node ${address}: ${reason}`),
+    });
+    const shard: Shard = { address, link };
+    this.shards.set(address, shard);
+    this.watch(shard);
+    link.start().catch(() => undefined);
+    this.logger.log(`shard ${address} (slots ${describeSlots(slotsServedBy(map, address))}) in use`);
+    return shard;
+  }
+
+  private watch(shard: Shard): void {
+    const { link, address } = shard;
+    for (const event of FORWARDED) {
+      link.on(event, (...args: unknown[]) => {
+        const [info] = args;
+        if (event === 'error') return this.reportError(info as Error);
+        (this.events.emit as (name: string, info: unknown) => boolean)(event, { ...(info as object), node: address });
+      });
+    }
+    link.on('status', (state) => {
+      // A shard lost or gone silent may have been failed over: the map says where its slots went.
+      if (state === RedisPubSubStatus.RECONNECTING || state === RedisPubSubStatus.DISCONNECTED) this.refresh(`shard ${address} is ${state}`);
+      this.refreshState();
+    });
+    link.on('suspect', () => this.refresh(`shard ${address} is suspect`));
+    link.signals.on('delivering', (info) => this.signals.emit('delivering', info));
+    link.signals.on('drained', () => this.signals.emit('drained'));
+    link.onPublisherUsable(() => {
+      for (const listener of this.usable) listener();
+    });
+    link.onSubscriberLost('', (reason) => {
+      for (const { channel, listener } of this.lostListeners) if (this.shardOf(channel) === shard) listener(reason);
+    });
+    link.onConnectionError((error, redact) => {
+      for (const listener of this.errorListeners) listener(error, redact);
+    });
+  }
+
+  private retire(shard: Shard, why: string): void {
+    this.shards.delete(shard.address);
+    for (const [channel, address] of this.placed) if (address === shard.address) this.placed.delete(channel);
+    if (this.classicHost === shard.address) this.classicHost = undefined;
+    this.logger.log(`shard ${shard.address} closed: ${why}`);
+    void shard.link.close();
+  }
+
+  /** The shard a publish to `channel` goes to (opened on first use). */
+  private publishingShard(channel: string): Shard | undefined {
+    const map = this.map;
+    if (!map || this.state === RedisPubSubStatus.CLOSED) return undefined;
+    if (this.cluster.isGlobal(channel)) {
+      const address = this.classicHost ?? map.owners.find((owner) => owner !== undefined);
+      return address ? this.ensureShard(address, map) : undefined;
+    }
+    const owner = map.owners[keySlot(channel)];
+    return owner ? this.ensureShard(owner, map) : undefined;
+  }
+
+  private shardOf(channel: string): Shard | undefined {
+    const address = this.wanted.shard.has(channel) ? this.placed.get(channel) : this.classicHost;
+    return address ? this.shards.get(address) : undefined;
+  }
+
+  private whereMissing(channel: string): string {
+    const slot = keySlot(channel);
+    const owner = this.map?.owners[slot];
+    if (!owner) return `slot ${slot}: no primary serves it yet`;
+    return `slot ${slot}, node ${owner} (slots ${describeSlots(slotsServedBy(this.map!, owner))})`;
+  }
+
+  private worstConnection(role: ConnectionRole): ConnectionStats {
+    const all = [...this.shards.values()].map((shard) => shard.link.stats().connections[role]);
+    const worst = all.find((connection) => connection.state !== 'connected') ?? all[0];
+    return (
+      worst ?? {
+        role,
+        state: 'connecting',
+        lastLifeSignAt: null,
+        heartbeatRttMs: null,
+        reconnects: 0,
+        attempt: 0,
+        lastError: null,
+        lastErrorAt: null,
+        stateChangedAt: this.stateChangedAt,
+      }
+    );
+  }
+
+  private handoverStats(shards: Shard[]): NonNullable<RedisPubSubStats['handover']> {
+    const total = { suspect: null as NonNullable<RedisPubSubStats['handover']>['suspect'], cutOvers: 0, resumes: 0, spliced: 0, duplicatesDropped: 0, draining: 0 };
+    for (const shard of shards) {
+      const handover = shard.link.stats().handover;
+      if (!handover) continue;
+      total.suspect ??= handover.suspect;
+      total.cutOvers += handover.cutOvers;
+      total.resumes += handover.resumes;
+      total.spliced += handover.spliced;
+      total.duplicatesDropped += handover.duplicatesDropped;
+      total.draining += handover.draining;
+    }
+    return total;
+  }
+
+  private shardStats(shard: Shard): ShardStats {
+    const stats = shard.link.stats();
+    const probe = shard.link.probeChannel;
+    return {
+      node: shard.address,
+      slots: this.map ? describeSlots(slotsServedBy(this.map, shard.address)) : '',
+      state: stats.state,
+      connections: { subscriber: stats.connections.subscriber.state, publisher: stats.connections.publisher.state },
+      channels: [...this.placed.values()].filter((address) => address === shard.address).length,
+      missing: stats.subscriptions.missing.filter((name) => name !== `shard:${probe}`),
+    };
+  }
+
+  /** `connected` only when every channel is acknowledged on the primary that serves its slot now, and every shard in use is up. */
+  private refreshState(): void {
+    if (this.state === RedisPubSubStatus.CLOSED) return;
+    const shards = [...this.shards.values()];
+    let next: RedisPubSubStatus;
+    if (shards.some((shard) => shard.link.status === RedisPubSubStatus.DISCONNECTED)) next = RedisPubSubStatus.DISCONNECTED;
+    else if (this.map && shards.every((shard) => shard.link.status === RedisPubSubStatus.CONNECTED) && this.allPlaced()) {
+      next = RedisPubSubStatus.CONNECTED;
+    } else next = this.everConnected ? RedisPubSubStatus.RECONNECTING : RedisPubSubStatus.CONNECTING;
+    if (next === RedisPubSubStatus.CONNECTED && !this.everConnected) {
+      this.everConnected = true;
+      this.settleStart?.();
+    }
+    this.scheduleRetry(next === RedisPubSubStatus.CONNECTED);
+    this.setState(next);
+  }
+
+  private allPlaced(): boolean {
+    const map = this.map!;
+    for (const channel of this.wanted.shard) {
+      const owner = map.owners[keySlot(channel)];
+      if (owner === undefined || this.placed.get(channel) !== owner) return false;
+    }
+    if (this.wanted.channel.size + this.wanted.pattern.size > 0 && !this.classicHost) return false;
+    return true;
+  }
+
+  private setState(state: RedisPubSubStatus): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.stateChangedAt = Date.now();
+    this.events.emit('status', state);
+  }
+}
+
+/** A probe channel of our own in one of `slots`, so the probe crosses this shard. */
+function probeChannel(slots: ReadonlySet<number>): string {
+  return `${INTERNAL_CHANNEL_PREFIX}:probe:${randomUUID()}:${tagForSlots(slots)}`;
+}

@@ -1,0 +1,139 @@
+import { Redis, type NatMap, type RedisOptions } from 'ioredis';
+import { parseClusterNodes, resolveSlotMap, type NodeLine, type SlotMap } from './slot-map.js';
+
+/**
+ * The cluster's slot map, read from every node we know of (not one random node: see
+ * resolveSlotMap) over short-lived connections, so no node needs a standing connection of ours
+ * just for this. Refreshes are serialized but never merged away: a refresh asked for while one is
+ * running gets one of its own, started after it, so news that arrived meanwhile is not missed.
+ */
+export class ClusterTopology {
+  /** Every address ever learnt (seeds included): a node unknown to one view may still answer. */
+  private readonly known = new Set<string>();
+  private running?: Promise<SlotMap | undefined>;
+  private queued?: Promise<SlotMap | undefined>;
+  private readonly probes = new Set<Redis>();
+  private closed = false;
+  refreshes = 0;
+  lastRefreshAt: number | null = null;
+
+  constructor(
+    seeds: string[],
+    private readonly redisOptions: RedisOptions,
+    private readonly timeoutMs: number,
+    private readonly connectionName: string,
+    private readonly natMap?: NatMap,
+  ) {
+    for (const seed of seeds) this.known.add(seed);
+  }
+
+  /** Resolves to the map from the views of every node that answered; `undefined` when none did. */
+  refresh(): Promise<SlotMap | undefined> {
+    if (!this.running) {
+      this.running = this.read().finally(() => (this.running = undefined));
+      return this.running;
+    }
+    this.queued ??= this.running.then(() => {
+      this.queued = undefined;
+      return this.refresh();
+    });
+    return this.queued;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const redis of this.probes) destroy(redis);
+  }
+
+  private async read(): Promise<SlotMap | undefined> {
+    if (this.closed) return undefined;
+    const views = await this.gather([...this.known]);
+    if (this.closed || views.length === 0) return undefined;
+    const map = resolveSlotMap(views);
+    for (const address of map.addresses) this.known.add(address);
+    this.refreshes++;
+    this.lastRefreshAt = Date.now();
+    return map;
+  }
+
+  /**
+   * The views of every node that answers. Once one has answered, the others get a little longer
+   * (4× the first answer's time, at least 200 ms) but not the whole timeout: a dead or hung node
+   * must not hold back the news that the others already have (what it would say of itself, the
+   * others' views say too, at its last known config epoch).
+   */
+  private gather(addresses: string[]): Promise<NodeLine[][]> {
+    const startedAt = Date.now();
+    const views: NodeLine[][] = [];
+    return new Promise((resolve) => {
+      let pending = addresses.length;
+      let grace: NodeJS.Timeout | undefined;
+      const finish = () => {
+        clearTimeout(grace);
+        resolve(views);
+      };
+      if (pending === 0) return finish();
+      for (const address of addresses) {
+        void this.viewOf(address).then((view) => {
+          if (view) views.push(view);
+          if (--pending === 0) return finish();
+          if (view && views.length === 1) grace = setTimeout(finish, Math.max(200, 4 * (Date.now() - startedAt)));
+        });
+      }
+    });
+  }
+
+  /** `CLUSTER NODES` of one node, with addresses translated by `natMap`; `undefined` if it did not answer in time. */
+  private async viewOf(address: string): Promise<NodeLine[] | undefined> {
+    const [host, port] = splitAddress(address);
+    const redis = new Redis({
+      ...this.redisOptions,
+      host,
+      port,
+      connectionName: this.connectionName,
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+      maxRetriesPerRequest: 0,
+      connectTimeout: this.timeoutMs,
+      disconnectTimeout: 0,
+    });
+    redis.on('error', () => undefined);
+    this.probes.add(redis);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const text = await Promise.race([
+        redis
+          .connect()
+          .then(() => redis.cluster('NODES') as Promise<string>)
+          .catch(() => undefined),
+        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.timeoutMs))),
+      ]);
+      if (typeof text !== 'string') return undefined;
+      return parseClusterNodes(text, address).map((line) => ({ ...line, address: this.translate(line.address) }));
+    } catch {
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+      this.probes.delete(redis);
+      destroy(redis);
+    }
+  }
+
+  private translate(address: string): string {
+    const nat = this.natMap;
+    if (!nat) return address;
+    const mapped = typeof nat === 'function' ? nat(address) : nat[address];
+    return mapped ? `${mapped.host}:${mapped.port}` : address;
+  }
+}
+
+export function splitAddress(address: string): [host: string, port: number] {
+  const colon = address.lastIndexOf(':');
+  return [address.slice(0, colon), Number(address.slice(colon + 1))];
+}
+
+function destroy(redis: Redis): void {
+  redis.disconnect();
+  redis.stream?.destroy();
+}
