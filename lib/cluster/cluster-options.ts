@@ -9,7 +9,8 @@ export interface RedisPubSubClusterOptions extends Pick<ClusterOptions, 'redisOp
    * Channels (names or Redis globs) reached with classic SUBSCRIBE/PUBLISH rather than sharded
    * pub/sub: those that `psubscribe` handlers listen to, and those shared with publishers or
    * subscribers that use plain PUBLISH (Nest's `Transport.REDIS`, redis-cli). Redis broadcasts
-   * every classic PUBLISH to every node of the cluster.
+   * every classic PUBLISH to every node of the cluster. Replies to requests on a global channel go
+   * to `<channel>.reply` classically too, where Nest's built-in clients listen.
    */
   globalChannels?: string[];
 }
@@ -69,5 +70,7 @@ function globalMatcher(globals: string[]): (channel: string) => boolean {
   if (globals.length === 0) return () => false;
   const names = new Set(globals);
   const globs = globals.filter((glob) => /[*?[\\]/.test(glob)).map(globToRegExp);
-  return (channel) => names.has(channel) || globs.some((glob) => glob.test(channel));
+  const matches = (channel: string) => names.has(channel) || globs.some((glob) => glob.test(channel));
+  // Nest's built-in clients listen for replies on "<channel>.reply" with a classic SUBSCRIBE.
+  return (channel) => matches(channel) || (channel.endsWith('.reply') && matches(channel.slice(0, -'.reply'.length)));
 }
