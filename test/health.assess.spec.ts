@@ -362,3 +362,40 @@ describe('a suspect connection (make before break)', () => {
     expect(status(suspectFor(T.gracePeriodMs + 1))).toBe('down');
   });
 });
+
+describe('Redis Cluster: the shard that is missing is named', () => {
+  const shard = (node: string, slots: string, over: Partial<NonNullable<RedisPubSubStats['cluster']>['shards'][number]> = {}) => ({
+    node,
+    slots,
+    state: 'connected' as const,
+    connections: { subscriber: 'connected' as const, publisher: 'connected' as const },
+    channels: 1,
+    missing: [],
+    ...over,
+  });
+
+  it('a shard reconnecting: degraded, with its node, slot range and connections in the reasons and the details', () => {
+    const down = shard('127.0.0.1:7002', '5461-10922', {
+      state: 'reconnecting',
+      connections: { subscriber: 'reconnecting', publisher: 'connected' },
+      missing: ['shard:inbound'],
+    });
+    const result = assess(
+      stats({
+        state: 'reconnecting',
+        stateChangedAt: NOW - 300,
+        subscriptions: { expected: 2, confirmed: 1, missing: ['shard:inbound (slot 7000, node 127.0.0.1:7002 (slots 5461-10922))'] },
+        cluster: { shards: [shard('127.0.0.1:7001', '0-5460'), down], connections: 4, refreshes: 3, lastRefreshAt: NOW - 100 },
+      }),
+    );
+    expect(result.status).toBe('degraded');
+    expect(result.reasons).toContain('shard 127.0.0.1:7002 (slots 5461-10922) reconnecting: subscriber reconnecting, publisher connected');
+    expect(result.reasons.join('\n')).toContain('shard:inbound (slot 7000, node 127.0.0.1:7002 (slots 5461-10922))');
+    expect(result.shards).toEqual([shard('127.0.0.1:7001', '0-5460'), down]);
+  });
+
+  it('every shard connected: up, shards listed', () => {
+    const result = assess(stats({ cluster: { shards: [shard('127.0.0.1:7001', '0-16383')], connections: 2, refreshes: 1, lastRefreshAt: NOW } }));
+    expect([result.status, result.reasons, result.shards?.length]).toEqual(['up', [], 1]);
+  });
+});

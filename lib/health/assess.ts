@@ -1,5 +1,6 @@
 import type { ConnectionRole, ConnectionStats } from '../managed-connection.js';
 import type { MessageCounters, RedisPubSubStats } from '../pubsub-link.js';
+import type { ShardStats } from '../cluster/cluster-link.js';
 import { redact } from '../redact.js';
 
 /** Terminus 12 indicator statuses: `degraded` keeps HTTP 200, any `down` answers 503. */
@@ -63,6 +64,8 @@ export interface TransportHealth {
   messages: MessageCounters;
   /** Clients only. */
   pending?: { requests: number; events: number };
+  /** Redis Cluster only: each shard in use (its primary, the slots it serves, its state and what it misses). */
+  shards?: ShardStats[];
   /** Servers only: the last losses (gaps, unrecoverable durable ranges), newest last; a loss alone never makes a transport down. */
   recentLosses?: Array<{ kind: 'gap' | 'unrecoverable'; channel: string; publisher?: string; missed: number; ageMs: number }>;
   /** The limits this verdict was measured against. */
@@ -172,6 +175,11 @@ export function assessTransport(
         });
       }
     }
+    for (const shard of stats.cluster?.shards ?? []) {
+      if (shard.state === 'connected') continue;
+      const connections = `subscriber ${shard.connections.subscriber}, publisher ${shard.connections.publisher}`;
+      problems.push({ kind: 'recovering', reason: `shard ${shard.node} (slots ${shard.slots}) ${shard.state}: ${connections}`, since: stats.stateChangedAt });
+    }
     if (subs.confirmed < subs.expected) {
       const missing = `${subs.confirmed}/${subs.expected} subscriptions confirmed, missing: ${listMissing(subs.missing, subs.expected - subs.confirmed)}`;
       if (stats.state === 'connected') {
@@ -221,6 +229,7 @@ export function assessTransport(
     limits,
   };
   if (stats.pending) result.pending = { ...stats.pending };
+  if (stats.cluster) result.shards = stats.cluster.shards.map((shard) => ({ ...shard, missing: [...shard.missing] }));
   if (stats.delivery) result.recentLosses = stats.delivery.recentLosses.map(({ at, ...loss }) => ({ ...loss, ageMs: age(now, at) }));
   return result;
 }
