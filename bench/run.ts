@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- section ...]`: starts its own redis-server (free port, 127.0.0.1), runs the
  * sections, writes bench/results/results.json, RESULTS.md and throughput.svg.
- * Sections: throughput latency rpc recovery resubscribe cost profile delivery (default: all); `report` only re-renders
+ * Sections: throughput latency rpc recovery resubscribe cost profile delivery cluster (default: all); `report` only re-renders
  * RESULTS.md and throughput.svg from results.json.
  * BENCH_QUICK=1: a ~1 minute smoke run, written to bench/results/quick/ instead.
  */
@@ -15,6 +15,7 @@ import { pidTracker, type BenchContext } from './support/context.js';
 import { machineInfo } from './support/machine.js';
 import { renderMarkdown, throughputSvg, type AllResults } from './support/report.js';
 import { Worker } from './support/worker.js';
+import { clusterSection } from './sections/cluster.js';
 import { cost } from './sections/cost.js';
 import { delivery } from './sections/delivery.js';
 import { latency } from './sections/latency.js';
@@ -24,7 +25,7 @@ import { profile } from './sections/profile.js';
 import { rpc } from './sections/rpc.js';
 import { throughput } from './sections/throughput.js';
 
-const SECTIONS = ['throughput', 'latency', 'rpc', 'recovery', 'resubscribe', 'cost', 'profile', 'delivery'] as const;
+const SECTIONS = ['throughput', 'latency', 'rpc', 'recovery', 'resubscribe', 'cost', 'profile', 'delivery', 'cluster'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 const RUNNERS: Partial<Record<SectionName, (ctx: BenchContext) => Promise<unknown>>> = {
@@ -36,6 +37,7 @@ const RUNNERS: Partial<Record<SectionName, (ctx: BenchContext) => Promise<unknow
   cost,
   profile,
   delivery,
+  cluster: clusterSection,
 };
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));

@@ -1,3 +1,4 @@
+import type { ClusterResult } from '../sections/cluster.js';
 import type { CostResult } from '../sections/cost.js';
 import type { DeliveryResult } from '../sections/delivery.js';
 import type { LatencyResult } from '../sections/latency.js';
@@ -8,6 +9,7 @@ import type { RpcResult } from '../sections/rpc.js';
 import type { ThroughputResult } from '../sections/throughput.js';
 import type { MachineInfo } from './machine.js';
 import { barChart } from './svg.js';
+import { clusterSection } from './report-cluster.js';
 import { deliverySection, deliveryTarget } from './report-delivery.js';
 
 export interface SectionRecord<T> {
@@ -28,6 +30,7 @@ export interface AllResults {
     cost?: SectionRecord<CostResult>;
     profile?: SectionRecord<ProfileResult>;
     delivery?: SectionRecord<DeliveryResult>;
+    cluster?: SectionRecord<ClusterResult>;
   };
 }
 
@@ -496,6 +499,7 @@ export function renderMarkdown(r: AllResults): string {
   if (s.cost) out.push(...costSection(s.cost), '');
   if (s.profile) out.push(...profileSection(s.profile), '');
   if (s.delivery) out.push(...deliverySection(s.delivery.data), '');
+  if (s.cluster) out.push(...clusterSection(s.cluster.data), '');
   out.push(...methodNotes());
   return out.join('\n') + '\n';
 }
