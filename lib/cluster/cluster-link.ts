@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import { backoffDelay } from '../backoff.js';
 import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from '../constants.js';
 import { errorText } from '../error-text.js';
+import { RetryLog } from '../retry-log.js';
 import type { ConnectionRole, ConnectionStats, ManagedConnection } from '../managed-connection.js';
 import type { ResolvedOptions } from '../options.js';
 import {
@@ -90,6 +91,7 @@ export class ClusterLink implements TransportLink {
   /** Consecutive slot map reads that left something unsettled (drives the backoff). */
   private unsettledReads = 0;
   private readonly usable: Array<() => void> = [];
+  private readonly mapLog = new RetryLog();
   private readonly lostListeners: Array<{ channel: string; listener: (reason: string) => void }> = [];
   private readonly errorListeners: Array<(error: Error & { code?: unknown }, redact: (text: string) => string) => void> = [];
 
@@ -256,7 +258,11 @@ export class ClusterLink implements TransportLink {
     void this.topology.refresh().then((map) => {
       if (this.state === RedisPubSubStatus.CLOSED) return;
       if (map) this.place(map);
-      else this.logger.warn(`no node of the cluster answered CLUSTER NODES (known: ${this.cluster.nodes.join(', ')} and those they named)`);
+      else {
+        const unlogged = this.mapLog.admit(this.unsettledReads + 1, 'no answer');
+        const since = unlogged ? ` (${unlogged} more reads failed since the last report)` : '';
+        if (unlogged !== null) this.logger.warn(`no node of the cluster answered CLUSTER NODES${since} (seeds: ${this.cluster.nodes.join(', ')})`);
+      }
       this.refreshState();
     });
   }
