@@ -88,6 +88,8 @@ export class ClusterLink implements TransportLink {
   private periodic?: NodeJS.Timeout;
   /** The next read of the slot map while something is unsettled; undefined when none is due. */
   private retryTimer?: NodeJS.Timeout;
+  private lastReadAt = 0;
+  private nextRead?: NodeJS.Timeout;
   /** Consecutive slot map reads that left something unsettled (drives the backoff). */
   private unsettledReads = 0;
   private readonly usable: Array<() => void> = [];
@@ -143,6 +145,7 @@ export class ClusterLink implements TransportLink {
     this.settleStart?.(new Error(`${this.options.name}: closed before connecting`));
     clearInterval(this.periodic);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.nextRead);
     this.topology.close();
     await Promise.all([...this.shards.values()].map((shard) => shard.link.closeSubscriber()));
   }
@@ -251,9 +254,21 @@ export class ClusterLink implements TransportLink {
     };
   }
 
-  /** Reads the slot map (now, or after the read in flight) and places everything by it. */
+  /**
+   * Reads the slot map (now, or after the read in flight) and places everything by it. Reads start
+   * at most once per `retry.minDelayMs`: a burst of redirects (every channel of a moved slot) is one read.
+   */
   private refresh(reason?: string): void {
     if (this.state === RedisPubSubStatus.CLOSED) return;
+    const waitMs = this.lastReadAt + this.options.retry.minDelayMs - Date.now();
+    if (waitMs > 0) {
+      this.nextRead ??= setTimeout(() => {
+        this.nextRead = undefined;
+        this.refresh(reason);
+      }, waitMs);
+      return;
+    }
+    this.lastReadAt = Date.now();
     if (reason) this.logger.debug(`reading the cluster's slot map: ${reason}`);
     void this.topology.refresh().then((map) => {
       if (this.state === RedisPubSubStatus.CLOSED) return;
@@ -291,10 +306,16 @@ export class ClusterLink implements TransportLink {
     for (const channel of this.wanted.shard) {
       const owner = map.owners[keySlot(channel)];
       const current = this.placed.get(channel);
-      if (owner === undefined || owner === current) continue;
+      if (owner === current) continue;
       // Make before break: the old primary keeps delivering what publishers with an older map send it
       // (a message goes to one node only, so never twice) until Redis itself unsubscribes it there.
-      if (current) this.shards.get(current)?.link.forget('shard', channel);
+      if (current) {
+        this.shards.get(current)?.link.forget('shard', channel);
+        this.placed.delete(channel);
+      }
+      // No primary claims the slot (a migration whose destination is not told yet): subscribing on the
+      // old one would only be answered MOVED; the map is read again with backoff until one does.
+      if (owner === undefined) continue;
       this.ensureShard(owner, map).link.subscribe('shard', channel);
       this.placed.set(channel, owner);
     }
