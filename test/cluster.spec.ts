@@ -173,6 +173,18 @@ describe('Redis Cluster: sharded pub/sub across every shard', () => {
     }
   });
 
+  it('checks the slot map periodically over the connections it holds: no connection is opened for it', async () => {
+    const watcher = new RedisPubSubClient({ ...options, cluster: { ...options.cluster!, slotsRefreshInterval: 50 } });
+    clients.push(watcher);
+    await watcher.connect();
+    await waitFor(() => watcher.getStats().state === 'connected');
+    const connectionsBefore = (await cluster.sumInfo('stats', ['total_connections_received'])).total_connections_received!;
+    const readsBefore = watcher.getStats().cluster!.refreshes;
+    await waitFor(() => watcher.getStats().cluster!.refreshes >= readsBefore + 5);
+    const connectionsAfter = (await cluster.sumInfo('stats', ['total_connections_received'])).total_connections_received!;
+    expect(connectionsAfter - connectionsBefore).toBe(0);
+  });
+
   it('holds emit() in the offline queue until the shard is connected, then publishes it once', async () => {
     const early = new RedisPubSubClient(options);
     clients.push(early);

@@ -22,7 +22,7 @@ import type { TransportLink } from '../transport-link.js';
 import type { ResolvedClusterOptions } from './cluster-options.js';
 import { keySlot, tagForSlots } from './key-slot.js';
 import { describeSlots, slotsServedBy, type SlotMap } from './slot-map.js';
-import { ClusterTopology, splitAddress } from './topology.js';
+import { ClusterTopology, splitAddress, type ReadScope } from './topology.js';
 
 /** One primary of the cluster in use: a PubSubLink (subscriber + publisher, heartbeats, probe) to it. */
 interface Shard {
@@ -90,6 +90,7 @@ export class ClusterLink implements TransportLink {
   private retryTimer?: NodeJS.Timeout;
   private lastReadAt = 0;
   private nextRead?: NodeJS.Timeout;
+  private nextReadScope?: ReadScope;
   /** Consecutive slot map reads that left something unsettled (drives the backoff). */
   private unsettledReads = 0;
   private readonly usable: Array<() => void> = [];
@@ -109,6 +110,7 @@ export class ClusterLink implements TransportLink {
       this.cluster.redisOptions,
       this.cluster.slotsRefreshTimeout,
       `${options.name}:topology`,
+      () => this.openPublishers(),
       this.cluster.natMap,
     );
   }
@@ -135,7 +137,7 @@ export class ClusterLink implements TransportLink {
       this.settleStart = (error) => (error ? reject(error) : resolve());
       this.events.emit('status', this.state);
       this.refresh('start');
-      this.periodic = setInterval(() => this.refresh(), this.cluster.slotsRefreshInterval);
+      this.periodic = setInterval(() => this.refresh(undefined, 'open'), this.cluster.slotsRefreshInterval);
     });
     return this.started;
   }
@@ -258,19 +260,22 @@ export class ClusterLink implements TransportLink {
    * Reads the slot map (now, or after the read in flight) and places everything by it. Reads start
    * at most once per `retry.minDelayMs`: a burst of redirects (every channel of a moved slot) is one read.
    */
-  private refresh(reason?: string): void {
+  private refresh(reason?: string, scope: ReadScope = 'all'): void {
     if (this.state === RedisPubSubStatus.CLOSED) return;
     const waitMs = this.lastReadAt + this.options.retry.minDelayMs - Date.now();
     if (waitMs > 0) {
+      this.nextReadScope = this.nextReadScope === 'all' || scope === 'all' ? 'all' : 'open';
       this.nextRead ??= setTimeout(() => {
+        const nextScope = this.nextReadScope;
         this.nextRead = undefined;
-        this.refresh(reason);
+        this.nextReadScope = undefined;
+        this.refresh(reason, nextScope);
       }, waitMs);
       return;
     }
     this.lastReadAt = Date.now();
     if (reason) this.logger.debug(`reading the cluster's slot map: ${reason}`);
-    void this.topology.refresh().then((map) => {
+    void this.topology.refresh(scope).then((map) => {
       if (this.state === RedisPubSubStatus.CLOSED) return;
       if (map) this.place(map);
       else {
@@ -393,6 +398,12 @@ export class ClusterLink implements TransportLink {
     if (this.classicHost === shard.address) this.classicHost = undefined;
     this.logger.log(`shard ${shard.address} closed: ${why}`);
     void shard.link.close();
+  }
+
+  private openPublishers(): Map<string, Redis> {
+    const open = new Map<string, Redis>();
+    for (const shard of this.shards.values()) if (shard.link.publisher.isReady) open.set(shard.address, shard.link.publisher.redis);
+    return open;
   }
 
   /** The shard a publish to `channel` goes to (opened on first use). */

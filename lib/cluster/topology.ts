@@ -2,16 +2,24 @@ import { Redis, type NatMap, type RedisOptions } from 'ioredis';
 import { parseClusterNodes, resolveSlotMap, type NodeLine, type SlotMap } from './slot-map.js';
 
 /**
+ * `all`: every node we know of (something changed: a redirect, a lost shard). `open`: only the
+ * primaries we hold a connection to (the periodic check: no connection is opened for it).
+ */
+export type ReadScope = 'all' | 'open';
+
+/**
  * The cluster's slot map, read from every node we know of (not one random node: see
- * resolveSlotMap) over short-lived connections, so no node needs a standing connection of ours
- * just for this. Refreshes are serialized but never merged away: a refresh asked for while one is
- * running gets one of its own, started after it, so news that arrived meanwhile is not missed.
+ * resolveSlotMap): over the connections we already hold to primaries, and over short-lived ones to
+ * the other nodes, so no node needs a standing connection of ours just for this. Refreshes are
+ * serialized but never merged away: a refresh asked for while one is running gets one of its own,
+ * started after it, so news that arrived meanwhile is not missed.
  */
 export class ClusterTopology {
   /** Every address ever learnt (seeds included): a node unknown to one view may still answer. */
   private readonly known = new Set<string>();
   private running?: Promise<SlotMap | undefined>;
   private queued?: Promise<SlotMap | undefined>;
+  private queuedScope?: ReadScope;
   private readonly probes = new Set<Redis>();
   private closed = false;
   refreshes = 0;
@@ -22,20 +30,25 @@ export class ClusterTopology {
     private readonly redisOptions: RedisOptions,
     private readonly timeoutMs: number,
     private readonly connectionName: string,
+    /** Ready connections we hold, by node address. */
+    private readonly open: () => Map<string, Redis>,
     private readonly natMap?: NatMap,
   ) {
     for (const seed of seeds) this.known.add(seed);
   }
 
   /** Resolves to the map from the views of every node that answered; `undefined` when none did. */
-  refresh(): Promise<SlotMap | undefined> {
+  refresh(scope: ReadScope = 'all'): Promise<SlotMap | undefined> {
     if (!this.running) {
-      this.running = this.read().finally(() => (this.running = undefined));
+      this.running = this.read(scope).finally(() => (this.running = undefined));
       return this.running;
     }
+    this.queuedScope = this.queuedScope === 'all' || scope === 'all' ? 'all' : 'open';
     this.queued ??= this.running.then(() => {
+      const queuedScope = this.queuedScope;
       this.queued = undefined;
-      return this.refresh();
+      this.queuedScope = undefined;
+      return this.refresh(queuedScope);
     });
     return this.queued;
   }
@@ -45,9 +58,10 @@ export class ClusterTopology {
     for (const redis of this.probes) destroy(redis);
   }
 
-  private async read(): Promise<SlotMap | undefined> {
+  private async read(scope: ReadScope): Promise<SlotMap | undefined> {
     if (this.closed) return undefined;
-    const views = await this.gather([...this.known]);
+    const open = this.open();
+    const views = await this.gather(scope === 'open' && open.size > 0 ? [...open.keys()] : [...this.known], open);
     if (this.closed || views.length === 0) return undefined;
     const map = resolveSlotMap(views);
     for (const address of map.addresses) this.known.add(address);
@@ -62,7 +76,7 @@ export class ClusterTopology {
    * must not hold back the news that the others already have (what it would say of itself, the
    * others' views say too, at its last known config epoch).
    */
-  private gather(addresses: string[]): Promise<NodeLine[][]> {
+  private gather(addresses: string[], open: Map<string, Redis>): Promise<NodeLine[][]> {
     const startedAt = Date.now();
     const views: NodeLine[][] = [];
     return new Promise((resolve) => {
@@ -74,13 +88,25 @@ export class ClusterTopology {
       };
       if (pending === 0) return finish();
       for (const address of addresses) {
-        void this.viewOf(address).then((view) => {
+        const connection = open.get(address);
+        void (connection ? this.viewOver(connection, address) : this.viewOf(address)).then((view) => {
           if (view) views.push(view);
           if (--pending === 0) return finish();
           if (view && views.length === 1) grace = setTimeout(finish, Math.max(200, 4 * (Date.now() - startedAt)));
         });
       }
     });
+  }
+
+  /** `CLUSTER NODES` over a connection we hold anyway. */
+  private async viewOver(redis: Redis, address: string): Promise<NodeLine[] | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const text = await Promise.race([
+      (redis.cluster('NODES') as Promise<string>).catch(() => undefined),
+      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    return typeof text === 'string' ? this.parse(text, address) : undefined;
   }
 
   /** `CLUSTER NODES` of one node, with addresses translated by `natMap`; `undefined` if it did not answer in time. */
@@ -110,7 +136,7 @@ export class ClusterTopology {
         new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.timeoutMs))),
       ]);
       if (typeof text !== 'string') return undefined;
-      return parseClusterNodes(text, address).map((line) => ({ ...line, address: this.translate(line.address) }));
+      return this.parse(text, address);
     } catch {
       return undefined;
     } finally {
@@ -118,6 +144,10 @@ export class ClusterTopology {
       this.probes.delete(redis);
       destroy(redis);
     }
+  }
+
+  private parse(text: string, address: string): NodeLine[] {
+    return parseClusterNodes(text, address).map((line) => ({ ...line, address: this.translate(line.address) }));
   }
 
   private translate(address: string): string {
