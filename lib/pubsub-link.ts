@@ -168,6 +168,7 @@ export class PubSubLink implements TransportLink {
   /** The old subscriber socket draining after a cut-over. */
   private splice?: Splice;
   private readonly handoverCounts = { cutOvers: 0, resumes: 0, spliced: 0, duplicatesDropped: 0 };
+  private readonly standbyLogs: Record<ConnectionRole, RetryLog> = { subscriber: new RetryLog(), publisher: new RetryLog() };
   /** The path probe alternates the blame: a failure right after the subscriber was renewed points at the publisher. */
   private blamePublisherNext = false;
 
@@ -540,7 +541,10 @@ export class PubSubLink implements TransportLink {
   }
 
   private standbyFailed(role: ConnectionRole, reason: string, attempt: number): void {
-    if (attempt === 1 || attempt % 20 === 0) this.logger.warn(`${role} connection: replacement attempt ${attempt} failed (${reason}); retrying`);
+    const unlogged = this.standbyLogs[role].admit(attempt, reason);
+    if (unlogged === null) return;
+    const since = unlogged > 0 ? ` (${unlogged} more failed since the last report)` : '';
+    this.logger.warn(`${role} connection: replacement attempt ${attempt} failed${since} (${reason}); retrying`);
   }
 
   /** Probes the path while connected; retries subscriptions Redis refused until it accepts them. */
