@@ -23,6 +23,7 @@ import { fmtInt, rotate, type BenchContext } from '../support/context.js';
 import { nowNs } from '../support/ipc.js';
 import { median } from '../support/stats.js';
 import { Worker } from '../support/worker.js';
+import type { ClusterPublisherKind } from '../workers/cluster-publisher.js';
 
 export const CLUSTER_FAULTS = ['kill', 'failover', 'stall', 'migrate-target-first', 'migrate-source-first', 'migrate-destination-late'] as const;
 export type ClusterFault = (typeof CLUSTER_FAULTS)[number];
@@ -45,25 +46,34 @@ export interface ClusterSubscriber {
   close(): Promise<void>;
 }
 
+/** What the publisher sends on each channel (inside a Nest envelope). */
+export interface SequencedData {
+  seq: number;
+  /** send time, CLOCK_MONOTONIC ns */
+  t: number;
+}
+
 /**
- * A contender: subscribes to `channels` on the cluster reachable at `seeds` and calls `onMessage`
- * with each message's payload (the publisher's Nest envelope, as a string) as it is handled.
- * Resolves once every channel is subscribed.
+ * A contender: `subscribe` starts a subscriber of `channels` on the cluster reachable at `seeds`
+ * that calls `onMessage` with each message's data as it is handled, and resolves once it is
+ * started; `publisher` is the kind of publisher process that sends to it.
  */
 export interface ClusterContender {
   id: string;
   label: string;
-  subscribe(seeds: { host: string; port: number }[], channels: string[], onMessage: (channel: string, payload: string) => void): Promise<ClusterSubscriber>;
+  publisher: ClusterPublisherKind;
+  subscribe(seeds: { host: string; port: number }[], channels: string[], onMessage: (channel: string, data: SequencedData) => void): Promise<ClusterSubscriber>;
 }
 
-/** ioredis 6 on its own: one Cluster with `shardedSubscribers`, one SSUBSCRIBE per channel. */
+/** ioredis 6 on its own: one Cluster with `shardedSubscribers`, one SSUBSCRIBE per channel; raw SPUBLISH. */
 export const RAW_SHARDED: ClusterContender = {
   id: 'raw-sharded',
   label: 'raw ioredis 6 Cluster { shardedSubscribers: true }',
+  publisher: 'raw',
   async subscribe(seeds, channels, onMessage) {
     const cluster = new Cluster(seeds, { shardedSubscribers: true, lazyConnect: true });
     cluster.on('error', () => undefined);
-    cluster.on('smessage', onMessage);
+    cluster.on('smessage', (channel: string, message: string) => onMessage(channel, (JSON.parse(message) as { data: SequencedData }).data));
     await cluster.connect();
     for (const channel of channels) await cluster.ssubscribe(channel);
     return {
@@ -76,7 +86,21 @@ export const RAW_SHARDED: ClusterContender = {
   },
 };
 
-export const CLUSTER_CONTENDERS: ClusterContender[] = [RAW_SHARDED];
+/**
+ * This transport with defaults: `RedisPubSubServer({ cluster: { nodes } })` in a Nest microservice
+ * with one `@EventPattern` handler per channel, fed by `RedisPubSubClient({ cluster: { nodes } }).emit()`.
+ */
+export const PUBSUB_CLUSTER: ClusterContender = {
+  id: 'pubsub-cluster',
+  label: 'RedisPubSubServer + RedisPubSubClient { cluster: { nodes } } (defaults)',
+  publisher: 'pubsub',
+  async subscribe(seeds, channels, onMessage) {
+    const { startClusterApp } = await import('../support/cluster-app.js');
+    return startClusterApp(seeds, channels, onMessage);
+  },
+};
+
+export const CLUSTER_CONTENDERS: ClusterContender[] = [RAW_SHARDED, PUBSUB_CLUSTER];
 
 export interface ClusterTrial {
   fault: ClusterFault;
@@ -171,16 +195,19 @@ async function trial(ctx: BenchContext, cluster: RedisCluster, fault: ClusterFau
   const affected = fault.startsWith('migrate') ? [target] : channels.slice(0, CHANNELS_PER_SHARD);
   const received: Received[] = [];
   const acked = new Map<number, number>();
-  const publisher = new Worker(`cluster-publisher`, 'cluster-publisher', { seeds: cluster.nodes.map((n) => ({ host: n.host, port: n.port })), channels, rate: RATE });
+  const publisher = new Worker(`cluster-publisher (${contender.publisher})`, 'cluster-publisher', {
+    kind: contender.publisher,
+    seeds: cluster.nodes.map((n) => ({ host: n.host, port: n.port })),
+    channels,
+    rate: RATE,
+  });
   publisher.on('acks', (batch: Array<[number, number]>) => {
     for (const [seq, sentNs] of batch) acked.set(seq, sentNs);
   });
   let subscriber: ClusterSubscriber | undefined;
   try {
-    subscriber = await contender.subscribe(cluster.seeds, channels, (channel, payload) => {
-      const recvNs = nowNs();
-      const data = (JSON.parse(payload) as { data: { seq: number; t: number } }).data;
-      received.push({ seq: data.seq, channel, sentNs: data.t, recvNs });
+    subscriber = await contender.subscribe(cluster.seeds, channels, (channel, data) => {
+      received.push({ seq: data.seq, channel, sentNs: data.t, recvNs: nowNs() });
     });
     await publisher.waitReady();
     await publisher.request('start');

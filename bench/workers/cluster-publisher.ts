@@ -1,17 +1,24 @@
 /**
  * The cluster section's publisher, in its own process (so the subscriber's process counts only its
- * own connection attempts): sequence-numbered SPUBLISHes at a steady rate, round-robin over the
- * channels, through a raw ioredis `Cluster`. Each message is a Nest envelope
- * `{"pattern":<channel>,"data":{"seq":n,"t":<send time, CLOCK_MONOTONIC ns>}}`.
- *
- * It is the reference publisher, not a contender: it refreshes its slot map every second and gives
- * a command 1 s, so it finds a new primary by itself and a hung one does not block it. A message
- * counts as published once SPUBLISH answered; acknowledgements are pushed to the parent every 10 ms.
+ * own connection attempts): sequence-numbered messages `{ seq, t }` (t: send time, CLOCK_MONOTONIC
+ * ns) at a steady rate, round-robin over the channels, as Nest envelopes
+ * `{"pattern":<channel>,"data":{...}}`. A message counts as published once it is acknowledged;
+ * acknowledgements are pushed to the parent every 10 ms.
+ *  - raw:    SPUBLISH through a raw ioredis `Cluster`: the reference publisher. It refreshes its
+ *            slot map every second and gives a command 1 s, so it finds a new primary by itself and
+ *            a hung one does not block it.
+ *  - pubsub: `RedisPubSubClient({ cluster: { nodes } }).emit()` (defaults), acknowledged when the
+ *            emit completes.
  */
 import { Cluster } from 'ioredis';
+import { lastValueFrom } from 'rxjs';
+import { RedisPubSubClient } from '../../lib/index.js';
 import { config, emitToParent, nowNs, serve } from '../support/ipc.js';
 
+export type ClusterPublisherKind = 'raw' | 'pubsub';
+
 export interface ClusterPublisherConfig {
+  kind: ClusterPublisherKind;
   seeds: { host: string; port: number }[];
   channels: string[];
   /** messages per second, all channels together */
@@ -19,13 +26,35 @@ export interface ClusterPublisherConfig {
 }
 
 const cfg = config<ClusterPublisherConfig>();
-const cluster = new Cluster(cfg.seeds, {
-  lazyConnect: true,
-  slotsRefreshInterval: 1_000,
-  redisOptions: { commandTimeout: 1_000 },
-});
-cluster.on('error', () => undefined);
-cluster.on('node error', () => undefined);
+
+interface Publisher {
+  connect(): Promise<unknown>;
+  publish(channel: string, data: { seq: number; t: number }): Promise<unknown>;
+}
+
+function rawPublisher(): Publisher {
+  const cluster = new Cluster(cfg.seeds, {
+    lazyConnect: true,
+    slotsRefreshInterval: 1_000,
+    redisOptions: { commandTimeout: 1_000 },
+  });
+  cluster.on('error', () => undefined);
+  cluster.on('node error', () => undefined);
+  return {
+    connect: () => cluster.connect(),
+    publish: (channel, data) => cluster.spublish(channel, JSON.stringify({ pattern: channel, data })),
+  };
+}
+
+function pubsubPublisher(): Publisher {
+  const client = new RedisPubSubClient({ cluster: { nodes: cfg.seeds } });
+  return {
+    connect: () => client.connect(),
+    publish: (channel, data) => lastValueFrom(client.emit(channel, data), { defaultValue: undefined }),
+  };
+}
+
+const publisher = cfg.kind === 'pubsub' ? pubsubPublisher() : rawPublisher();
 
 let timer: NodeJS.Timeout | undefined;
 let seq = 0;
@@ -37,12 +66,11 @@ function publishOne(): void {
   const n = seq++;
   const channel = cfg.channels[n % cfg.channels.length]!;
   const sentNs = nowNs();
-  const message = `{"pattern":${JSON.stringify(channel)},"data":{"seq":${n},"t":${sentNs}}}`;
-  cluster.spublish(channel, message).then(
+  publisher.publish(channel, { seq: n, t: sentNs }).then(
     () => void acks.push([n, sentNs]),
-    (error: Error) => {
+    (error: unknown) => {
       rejected++;
-      const key = error.message.slice(0, 60);
+      const key = (error instanceof Error ? error.message : String(error)).slice(0, 60);
       rejections.set(key, (rejections.get(key) ?? 0) + 1);
     },
   );
@@ -73,7 +101,7 @@ serve({
   },
 });
 
-cluster.connect().then(
+publisher.connect().then(
   () => emitToParent('ready', { pid: process.pid }),
   (error: unknown) => {
     emitToParent('fatal', error instanceof Error ? (error.stack ?? error.message) : String(error));
