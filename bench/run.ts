@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- section ...]`: starts its own redis-server (free port, 127.0.0.1), runs the
  * sections, writes bench/results/results.json, RESULTS.md and throughput.svg.
- * Sections: throughput latency rpc recovery resubscribe cost profile delivery cluster (default: all); `report` only re-renders
+ * Sections: throughput telemetry latency rpc recovery resubscribe cost profile delivery cluster (default: all); `report` only re-renders
  * RESULTS.md and throughput.svg from results.json.
  * BENCH_QUICK=1: a ~1 minute smoke run, written to bench/results/quick/ instead.
  */
@@ -23,13 +23,15 @@ import { recovery } from './sections/recovery.js';
 import { resubscribe } from './sections/resubscribe.js';
 import { profile } from './sections/profile.js';
 import { rpc } from './sections/rpc.js';
+import { telemetry } from './sections/telemetry.js';
 import { throughput } from './sections/throughput.js';
 
-const SECTIONS = ['throughput', 'latency', 'rpc', 'recovery', 'resubscribe', 'cost', 'profile', 'delivery', 'cluster'] as const;
+const SECTIONS = ['throughput', 'telemetry', 'latency', 'rpc', 'recovery', 'resubscribe', 'cost', 'profile', 'delivery', 'cluster'] as const;
 type SectionName = (typeof SECTIONS)[number];
 
 const RUNNERS: Partial<Record<SectionName, (ctx: BenchContext) => Promise<unknown>>> = {
   throughput,
+  telemetry,
   latency,
   rpc,
   recovery,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm run bench [-- section ...]`: set-up, build, run the benchmarks, write bench/results/
-# (RESULTS.md, throughput.svg, results.json). Sections: throughput latency rpc recovery resubscribe cost profile delivery cluster
+# (RESULTS.md, throughput.svg, results.json). Sections: throughput telemetry latency rpc recovery resubscribe cost profile delivery cluster
 # (default: all, ~8 minutes on 2 cores). BENCH_QUICK=1: ~1 minute smoke run into bench/results/quick/.
 # Every redis-server and worker the run starts is killed on exit, even if node itself dies hard.
 set -euo pipefail

@@ -77,13 +77,41 @@ export async function throughput(ctx: BenchContext, contenders: Contender[] = TH
   const messages: Record<SizeName, number> = ctx.quick ? { small: 40_000, large: 8_000 } : { small: 250_000, large: 40_000 };
   const warmup: Record<SizeName, number> = ctx.quick ? { small: 10_000, large: 2_000 } : { small: 30_000, large: 6_000 };
   const rounds = roundsOverride ?? (ctx.quick ? 1 : 5);
+  const runs = await measureRounds(ctx, contenders, Object.keys(SIZES) as SizeName[], rounds, messages, warmup);
+  return {
+    messages,
+    warmup,
+    rounds,
+    contenders: contenders.map((c) => {
+      const r = runs.get(c.id)!;
+      const sizes = {} as Record<SizeName, Spread & { cpu: Spread; runsDetail: RunOutcome[] }>;
+      for (const size of Object.keys(SIZES) as SizeName[]) {
+        sizes[size] = { ...spread(r[size].map((o) => o.rate)), cpu: spread(r[size].map((o) => o.cpuRate)), runsDetail: r[size] };
+      }
+      return { id: c.id, label: c.label, sizes };
+    }),
+  };
+}
+
+/**
+ * `rounds` runs of every contender at each size; per contender and size, the outcomes in round
+ * order (so round i of one contender pairs with round i of another).
+ */
+export async function measureRounds(
+  ctx: BenchContext,
+  contenders: Contender[],
+  sizes: SizeName[],
+  rounds: number,
+  messages: Record<SizeName, number>,
+  warmup: Record<SizeName, number>,
+): Promise<Map<string, Record<SizeName, RunOutcome[]>>> {
   const { host, port } = ctx.redis;
   const publisher = new Worker('publisher', 'publisher', { host, port });
   await publisher.waitReady();
   const runs = new Map<string, Record<SizeName, RunOutcome[]>>();
   for (const c of contenders) runs.set(c.id, { small: [], large: [] });
   try {
-    for (const size of Object.keys(SIZES) as SizeName[]) {
+    for (const size of sizes) {
       for (let round = 0; round < rounds; round++) {
         // A fresh subscriber process per run, contender order rotated per round, so drift on a
         // noisy machine spreads over all contenders instead of hitting one.
@@ -109,17 +137,5 @@ export async function throughput(ctx: BenchContext, contenders: Contender[] = TH
   } finally {
     await publisher.stop();
   }
-  return {
-    messages,
-    warmup,
-    rounds,
-    contenders: contenders.map((c) => {
-      const r = runs.get(c.id)!;
-      const sizes = {} as Record<SizeName, Spread & { cpu: Spread; runsDetail: RunOutcome[] }>;
-      for (const size of Object.keys(SIZES) as SizeName[]) {
-        sizes[size] = { ...spread(r[size].map((o) => o.rate)), cpu: spread(r[size].map((o) => o.cpuRate)), runsDetail: r[size] };
-      }
-      return { id: c.id, label: c.label, sizes };
-    }),
-  };
+  return runs;
 }

@@ -28,6 +28,16 @@ export const PUBSUB_OTEL: Contender = {
 };
 
 /**
+ * The control of the telemetry section: the same library compiled without its OpenTelemetry feature
+ * (see support/without-telemetry.ts), to show what having the feature costs while it is off.
+ */
+export const PUBSUB_WITHOUT_TELEMETRY: Contender = {
+  id: 'pubsub-without-otel',
+  label: 'RedisPubSubServer built without the OpenTelemetry code (control)',
+  app: { kind: 'pubsub', pubsub: {}, build: 'without-telemetry' },
+};
+
+/**
  * The ceiling of per-event delivery through Nest: a transport that does nothing but JSON.parse and
  * call the handler Nest registered (see workers/floor-server.ts). Every Nest transport pays at least this.
  */

@@ -6,8 +6,10 @@ import type { ProfileResult } from '../sections/profile.js';
 import type { RecoveryResult, TrialOutcome } from '../sections/recovery.js';
 import type { ResubscribeResult } from '../sections/resubscribe.js';
 import type { RpcResult } from '../sections/rpc.js';
+import type { TelemetryResult } from '../sections/telemetry.js';
 import type { ThroughputResult } from '../sections/throughput.js';
 import type { MachineInfo } from './machine.js';
+import type { Spread } from './stats.js';
 import { barChart } from './svg.js';
 import { clusterSection } from './report-cluster.js';
 import { deliverySection, deliveryTarget } from './report-delivery.js';
@@ -23,6 +25,7 @@ export interface SectionRecord<T> {
 export interface AllResults {
   sections: {
     throughput?: SectionRecord<ThroughputResult>;
+    telemetry?: SectionRecord<TelemetryResult>;
     latency?: SectionRecord<LatencyResult>;
     rpc?: SectionRecord<RpcResult>;
     recovery?: SectionRecord<RecoveryResult>;
@@ -45,6 +48,7 @@ const COLORS: Record<string, string> = {
   pubsub: '#0969da',
   'pubsub-hb500': '#54aeff',
   'pubsub-otel': '#8250df',
+  'pubsub-without-otel': '#0550ae',
   'nest-bare': '#bf8700',
   'pubsub-batch': '#1a7f37',
 };
@@ -133,6 +137,15 @@ function targets(r: AllResults): TargetRow[] {
         ok: size === 'small' ? x >= 0.9 : null,
       });
     }
+  }
+  const tel = r.sections.telemetry?.data;
+  if (tel) {
+    const x = tel.offVsWithout.cpu;
+    rows.push({
+      target: 'OpenTelemetry off (no provider registered) within 3% of the same build without the feature, 100 B',
+      measured: `${x.median.toFixed(3)}× per CPU-second (per-round ${x.min.toFixed(3)}–${x.max.toFixed(3)}, ${x.runs.length} rounds); ${tel.offVsWithout.rate.median.toFixed(3)}× in ev/s`,
+      ok: x.median >= 0.97,
+    });
   }
   const l = r.sections.latency?.data;
   if (l) {
@@ -254,6 +267,28 @@ function throughputSection(t: SectionRecord<ThroughputResult>): string[] {
   out.push(
     `Publisher (one raw ioredis connection, pipelined): ${int(Math.min(...pubRates))}–${int(Math.max(...pubRates))} PUBLISH/s accepted by Redis across runs. ` +
       (lost.length ? `**Runs with lost messages: ${lost.join(', ')}.**` : 'No run lost a message.'),
+  );
+  return out;
+}
+
+function telemetrySection(t: SectionRecord<TelemetryResult>): string[] {
+  const d = t.data;
+  const pct = (x: Spread) => `${x.median.toFixed(3)}× (${x.min.toFixed(3)}–${x.max.toFixed(3)})`;
+  const out = [
+    '### What OpenTelemetry costs',
+    '',
+    `100 B events as in the throughput table (${int(d.messages)} per run after ${int(d.warmup)} of warm-up), ${d.rounds} rounds, the three contenders alternating within each round (order rotated). The control is the same library compiled a second time by the bench with the feature cut out (bench/support/without-telemetry.ts: \`TransportTelemetry.start()\` and every read of the transports' \`telemetry\` field replaced by \`undefined\`, so the per-message checks fold away). "Off" is the transport as shipped, with \`@opentelemetry/api\` installed and no provider registered. Ratios are paired per round: median (min–max).`,
+    '',
+    '| Contender | median ev/s | min–max | median ev/CPU-s | min–max |',
+    '|---|---:|---:|---:|---:|',
+  ];
+  for (const c of d.contenders) out.push(`| ${c.label} | ${int(c.rate.median)} | ${int(c.rate.min)}–${int(c.rate.max)} | ${int(c.cpu.median)} | ${int(c.cpu.min)}–${int(c.cpu.max)} |`);
+  out.push(
+    '',
+    '| Ratio, per round | ev/CPU-s | ev/s |',
+    '|---|---:|---:|',
+    `| off / control (target ≥ 0.97) | ${pct(d.offVsWithout.cpu)} | ${pct(d.offVsWithout.rate)} |`,
+    `| providers registered, no-op exporters / off | ${pct(d.onVsOff.cpu)} | ${pct(d.onVsOff.rate)} |`,
   );
   return out;
 }
@@ -492,6 +527,7 @@ export function renderMarkdown(r: AllResults): string {
     if (rows.some((x) => x.ok === false)) out.push('Missed targets are explained in section 6 (profiles).', '');
   }
   if (s.throughput) out.push(...throughputSection(s.throughput), '');
+  if (s.telemetry) out.push(...telemetrySection(s.telemetry), '');
   if (s.latency) out.push(...latencySection(s.latency), '');
   if (s.rpc) out.push(...rpcSection(s.rpc), '');
   if (s.recovery) out.push(...recoverySection(s.recovery), '');
@@ -515,7 +551,7 @@ function methodNotes(): string[] {
     '- The bench redis-server runs with `client-output-buffer-limit pubsub 0 0 0`, so a subscriber slower than the publisher is measured draining its backlog instead of being disconnected by Redis.',
     '- Cross-process timestamps use `process.hrtime` (CLOCK_MONOTONIC, one clock for every process of the machine).',
     '- Recovery, restart: Redis is SIGKILLed and started on the same port 2 s later; "Redis back" is the first TCP connect that succeeds (polled every 5 ms).',
-    '- Reproduce: `npm run bench` (all sections, ~9 min on 2 cores), `npm run bench -- throughput` (one or more sections: throughput latency rpc recovery resubscribe cost profile), `BENCH_QUICK=1 npm run bench` (~1 min smoke run, written to bench/results/quick/).',
+    '- Reproduce: `npm run bench` (all sections, ~9 min on 2 cores), `npm run bench -- throughput` (one or more sections: throughput telemetry latency rpc recovery resubscribe cost profile), `BENCH_QUICK=1 npm run bench` (~1 min smoke run, written to bench/results/quick/).',
     '',
   ];
 }

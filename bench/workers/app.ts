@@ -25,6 +25,8 @@ export interface AppConfig {
   nestRedis?: { retryAttempts?: number; retryDelay?: number };
   /** pubsub only: register OpenTelemetry tracer and meter providers with no-op exporters first. */
   otel?: boolean;
+  /** pubsub only: run the control build compiled without the OpenTelemetry code (telemetry section). */
+  build?: 'without-telemetry';
   /** pubsub only: the event handler is a batch handler (`{ batch: true }`). */
   batchHandler?: boolean;
   /** Forward each marker to the parent (recovery section). */

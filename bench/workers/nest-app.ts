@@ -3,7 +3,7 @@ import 'reflect-metadata';
 import { Controller, Module, type INestMicroservice, type LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventPattern, MessagePattern, Payload, Transport, type MicroserviceOptions } from '@nestjs/microservices';
-import { RedisPubSubServer } from '../../lib/index.js';
+import type { RedisPubSubServer } from '../../lib/index.js';
 import { emitToParent, nowNs } from '../support/ipc.js';
 import { EVENT_CHANNEL, MARKER_CHANNEL, RPC_PATTERN } from '../support/payloads.js';
 import type { AppConfig } from './app.js';
@@ -47,6 +47,9 @@ class BatchBenchController {
 @Module({ controllers: [BatchBenchController] })
 class BatchBenchModule {}
 
+/** The control build of the telemetry section (support/without-telemetry.ts writes it to dist/without-telemetry/). */
+const WITHOUT_TELEMETRY_ENTRY = new URL('../../without-telemetry/lib/index.js', import.meta.url).href;
+
 const LOG_LEVELS: LogLevel[] = process.env.BENCH_VERBOSE ? ['log', 'error', 'warn'] : ['error', 'warn'];
 
 function transportEvent(name: string) {
@@ -69,7 +72,8 @@ export async function startNest(cfg: AppConfig): Promise<{ app: INestMicroservic
     app = await NestFactory.createMicroservice(BenchModule, { strategy: new FloorServer(cfg.host, cfg.port), logger: LOG_LEVELS });
   } else {
     if (cfg.otel) (await import('./otel-noop.js')).registerNoopOtel();
-    server = new RedisPubSubServer({ url: `redis://${cfg.host}:${cfg.port}`, ...cfg.pubsub });
+    const lib = (cfg.build === 'without-telemetry' ? await import(WITHOUT_TELEMETRY_ENTRY) : await import('../../lib/index.js')) as typeof import('../../lib/index.js');
+    server = new lib.RedisPubSubServer({ url: `redis://${cfg.host}:${cfg.port}`, ...cfg.pubsub });
     app = await NestFactory.createMicroservice(cfg.batchHandler ? BatchBenchModule : BenchModule, { strategy: server, logger: LOG_LEVELS });
     for (const name of ['heartbeat-timeout', 'probe-failed', 'suspect', 'resumed', 'cut-over', 'reconnected', 'resubscribed']) {
       app.on(name, transportEvent(name));
