@@ -1,14 +1,20 @@
 import type { Attributes, BatchObservableResult, Counter, Histogram, Meter, Observable } from '@opentelemetry/api';
 import type { ConnectionRole, ConnectionState } from '../managed-connection.js';
+import type { RedisPubSubStatus } from '../constants.js';
 import type { RedisPubSubStats } from '../pubsub-link.js';
-import { ATTR, errorType, metricAttributes, type Destination, type OperationName } from './semconv.js';
+import { ATTR, destinationLabel, errorType, metricAttributes, MESSAGING_SYSTEM, type Destination, type OperationName } from './semconv.js';
 
 /** The semantic conventions' advised buckets for messaging durations, in seconds. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
-const STATES: ConnectionState[] = ['connecting', 'connected', 'reconnecting', 'disconnected', 'closed'];
+const STATES: RedisPubSubStatus[] = ['connecting', 'connected', 'reconnecting', 'disconnected', 'closed'];
+const CONNECTION_STATES: ConnectionState[] = ['connecting', 'connected', 'reconnecting', 'disconnected', 'closed'];
 const ROLES: ConnectionRole[] = ['subscriber', 'publisher'];
-/** Clients publish to any channel: bound the per-destination attribute cache. */
-const MAX_CACHED_DESTINATIONS = 1_000;
+/**
+ * Clients publish to any channel: attribute sets per transport and operation are bounded; messages
+ * to further destinations are counted and measured under one `otel.metric.overflow` set (as the
+ * SDK does past its own cardinality limit).
+ */
+const MAX_ATTRIBUTE_SETS = 2_000;
 
 /** What the observable instruments read from one running transport. */
 export interface MetricSources {
@@ -27,8 +33,10 @@ export interface MetricSources {
  */
 class Instruments {
   private readonly transports = new Map<MetricSources, Attributes>();
-  readonly sent: Counter;
-  readonly consumed: Counter;
+  /** Per transport name and kind: its messages, counted per attribute set. */
+  private readonly tallies = new Map<string, { send: Tallies; process: Tallies }>();
+  readonly sent: Observable;
+  readonly consumed: Observable;
   readonly processDuration: Histogram;
   readonly operationDuration: Histogram;
   readonly resubscribeDuration: Histogram;
@@ -51,8 +59,10 @@ class Instruments {
   constructor(readonly meter: Meter) {
     const duration = (name: string, description: string) =>
       meter.createHistogram(name, { unit: 's', description, advice: { explicitBucketBoundaries: DURATION_BUCKETS } });
-    this.sent = meter.createCounter('messaging.client.sent.messages', { unit: '{message}', description: 'Messages the transport attempted to publish (events, requests, replies).' });
-    this.consumed = meter.createCounter('messaging.client.consumed.messages', { unit: '{message}', description: 'Messages delivered to a handler (server) or reply messages matched to a request (client).' });
+    // Message counts are kept per attribute set here and observed at collection: one SDK recording
+    // (the duration) per message instead of two, since each recording hashes its attributes.
+    this.sent = meter.createObservableCounter('messaging.client.sent.messages', { unit: '{message}', description: 'Messages the transport attempted to publish (events, requests, replies).' });
+    this.consumed = meter.createObservableCounter('messaging.client.consumed.messages', { unit: '{message}', description: 'Messages delivered to a handler (server) or reply messages matched to a request (client).' });
     this.processDuration = duration('messaging.process.duration', 'Duration of handling one message, to the end of the handler.');
     this.operationDuration = duration('messaging.client.operation.duration', 'Duration of one PUBLISH, until Redis acknowledged it.');
     this.resubscribeDuration = duration('redis_pubsub.resubscribe.duration', 'Time from a new subscriber connection to every subscription acknowledged.');
@@ -72,7 +82,7 @@ class Instruments {
     this.offlineQueue = meter.createObservableUpDownCounter('redis_pubsub.offline_queue.depth', { unit: '{message}', description: 'Client: events held while the publisher is down.' });
     this.pendingRequests = meter.createObservableUpDownCounter('redis_pubsub.requests.pending', { unit: '{request}', description: 'Client: requests awaiting their reply.' });
     const observables: Observable[] = [
-      this.state, this.connectionState, this.reconnects, this.heartbeatRtt, this.subscriptionsExpected, this.subscriptionsConfirmed,
+      this.sent, this.consumed, this.state, this.connectionState, this.reconnects, this.heartbeatRtt, this.subscriptionsExpected, this.subscriptionsConfirmed,
       this.invalid, this.handlerErrors, this.lost, this.duplicates, this.inFlight, this.offlineQueue, this.pendingRequests,
     ];
     meter.addBatchObservableCallback((result) => {
@@ -83,7 +93,19 @@ class Instruments {
         if (stats.state === 'closed' && running.has(`${sources.kind}\u0000${sources.name}`)) continue;
         this.observe(result, sources, attributes, stats);
       }
+      for (const { send, process } of this.tallies.values()) {
+        for (const tally of send.all()) result.observe(this.sent, tally.count, tally.attributes);
+        for (const tally of process.all()) result.observe(this.consumed, tally.count, tally.attributes);
+      }
     }, observables);
+  }
+
+  /** Shared by transports of the same kind and name, so a replacement continues its predecessor's counts. */
+  talliesOf(sources: MetricSources, instance: Attributes): { send: Tallies; process: Tallies } {
+    const key = `${sources.kind}\u0000${sources.name}`;
+    let tallies = this.tallies.get(key);
+    if (!tallies) this.tallies.set(key, (tallies = { send: new Tallies(instance, 'send'), process: new Tallies(instance, 'process') }));
+    return tallies;
   }
 
   /** Replaces closed transports of the same kind and name; running ones are all observed. */
@@ -99,7 +121,7 @@ class Instruments {
     for (const role of ROLES) {
       const connection = stats.connections[role];
       const attributes = { ...instance, [ATTR.connection]: role };
-      for (const state of STATES) result.observe(this.connectionState, connection.state === state ? 1 : 0, { ...attributes, [ATTR.state]: state });
+      for (const state of CONNECTION_STATES) result.observe(this.connectionState, connection.state === state ? 1 : 0, { ...attributes, [ATTR.state]: state });
       result.observe(this.reconnects, connection.reconnects, attributes);
       if (connection.heartbeatRttMs !== null) result.observe(this.heartbeatRtt, connection.heartbeatRttMs / 1000, attributes);
     }
@@ -117,35 +139,90 @@ class Instruments {
   }
 }
 
+/** Messages of one attribute set: counted here, observed at collection. */
+interface Tally {
+  readonly attributes: Attributes;
+  count: number;
+}
+
+/**
+ * The attribute sets of one transport and operation, each created once, so that the per-message
+ * path looks up a channel and touches no new object.
+ */
+class Tallies {
+  private readonly named = new Map<string, Tally>();
+  private readonly templated = new Map<string, Tally>();
+  private readonly failed = new Map<string, Tally>();
+  private overflow?: Tally;
+
+  constructor(
+    private readonly instance: Attributes,
+    private readonly operation: OperationName,
+  ) {}
+
+  of(destination: Destination, error: unknown, failed: boolean): Tally {
+    if (failed) {
+      const type = errorType(error);
+      const key = `${destination.template === undefined ? 'n' : 't'}${destinationLabel(destination)}\u0000${type}`;
+      return this.failed.get(key) ?? this.add(this.failed, key, { ...metricAttributes(destination, this.operation), [ATTR.errorType]: type });
+    }
+    const map = destination.template === undefined ? this.named : this.templated;
+    const key = destinationLabel(destination);
+    return map.get(key) ?? this.add(map, key, metricAttributes(destination, this.operation));
+  }
+
+  *all(): Iterable<Tally> {
+    yield* this.named.values();
+    yield* this.templated.values();
+    yield* this.failed.values();
+    if (this.overflow) yield this.overflow;
+  }
+
+  private add(map: Map<string, Tally>, key: string, attributes: Attributes): Tally {
+    if (this.named.size + this.templated.size + this.failed.size >= MAX_ATTRIBUTE_SETS) {
+      this.overflow ??= {
+        attributes: { [ATTR.system]: MESSAGING_SYSTEM, [ATTR.operationName]: this.operation, 'otel.metric.overflow': true, ...this.instance },
+        count: 0,
+      };
+      return this.overflow;
+    }
+    const tally: Tally = { attributes: { ...attributes, ...this.instance }, count: 0 };
+    map.set(key, tally);
+    return tally;
+  }
+}
+
 let shared: Instruments | undefined;
 
 /**
- * Metrics through the OpenTelemetry metrics API: the messaging conventions' four, recorded per
- * message, and what only this transport knows, observed from its stats at collection time (nothing
- * on the hot path) or recorded from its lifecycle events.
+ * Metrics through the OpenTelemetry metrics API: the messaging conventions' four, counted and
+ * recorded per message, and what only this transport knows, observed from its stats at collection
+ * time (nothing on the hot path) or recorded from its lifecycle events.
  */
 export class MessagingMetrics {
   private readonly instruments: Instruments;
   private readonly instance: Attributes;
-  private readonly attributeCache = new Map<string, Attributes>();
+  private readonly sends: Tallies;
+  private readonly processes: Tallies;
 
   constructor(meter: Meter, sources: MetricSources) {
     if (shared?.meter !== meter) shared = new Instruments(meter);
     this.instruments = shared;
     this.instance = { [ATTR.instance]: sources.name, [ATTR.kind]: sources.kind };
     shared.add(sources, this.instance);
+    ({ send: this.sends, process: this.processes } = shared.talliesOf(sources, this.instance));
   }
 
   sent(destination: Destination, durationMs: number, error?: unknown): void {
-    const attributes = error === undefined ? this.attributes(destination, 'send') : this.failed(destination, 'send', error);
-    this.instruments.sent.add(1, attributes);
-    this.instruments.operationDuration.record(durationMs / 1000, attributes);
+    const tally = this.sends.of(destination, error, error !== undefined);
+    tally.count++;
+    this.instruments.operationDuration.record(durationMs / 1000, tally.attributes);
   }
 
   processed(destination: Destination, durationMs: number, error?: unknown, failed = error !== undefined): void {
-    const attributes = failed ? this.failed(destination, 'process', error) : this.attributes(destination, 'process');
-    this.instruments.consumed.add(1, attributes);
-    this.instruments.processDuration.record(durationMs / 1000, attributes);
+    const tally = this.processes.of(destination, error, failed);
+    tally.count++;
+    this.instruments.processDuration.record(durationMs / 1000, tally.attributes);
   }
 
   resubscribed(durationMs: number, failed: number): void {
@@ -158,19 +235,5 @@ export class MessagingMetrics {
 
   probeFailed(): void {
     this.instruments.probeFailures.add(1, this.instance);
-  }
-
-  private attributes(destination: Destination, operation: OperationName): Attributes {
-    const key = `${operation}\u0000${destination.template ?? destination.name}\u0000${destination.template === undefined ? 'n' : 't'}`;
-    let attributes = this.attributeCache.get(key);
-    if (attributes === undefined) {
-      attributes = { ...metricAttributes(destination, operation), ...this.instance };
-      if (this.attributeCache.size < MAX_CACHED_DESTINATIONS) this.attributeCache.set(key, attributes);
-    }
-    return attributes;
-  }
-
-  private failed(destination: Destination, operation: OperationName, error: unknown): Attributes {
-    return { ...this.attributes(destination, operation), [ATTR.errorType]: errorType(error) };
   }
 }
