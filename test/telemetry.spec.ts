@@ -15,7 +15,7 @@ import { FaultProxy } from './harness/fault-proxy.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { waitFor } from './harness/wait.js';
 import { CaptureLogger } from './support/capture-logger.js';
-import { FAST_HEARTBEAT } from './support/fault-rig.js';
+import { FAST_HEARTBEAT, startFaultRig } from './support/fault-rig.js';
 import { Inbox } from './support/inbox.js';
 import { InMemoryTelemetry, type Collected } from './support/otel.js';
 import { Gate } from './support/test-app.js';
@@ -435,6 +435,48 @@ describe('OpenTelemetry tracing and metrics, against a real redis-server', () =>
       await proxy.close();
       await clientProxy.close();
       await fresh.stop();
+    }
+  });
+
+  it('make-before-break: a suspect connection, its resumption and a cut-over show up as spans and metrics', async () => {
+    const rig = await startFaultRig({ name: 'mbb-tele' });
+    const subscriber = { 'redis_pubsub.instance': 'mbb-tele', 'redis_pubsub.connection': 'subscriber' };
+    const state = (s: string) => ({ ...subscriber, 'redis_pubsub.state': s });
+    const spans = (name: string) => telemetry.named(`redis-pubsub ${name}`).filter((s) => s.attributes['redis_pubsub.instance'] === 'mbb-tele' && s.attributes['redis_pubsub.connection'] === 'subscriber');
+    const reasons: string[] = [];
+    rig.app.server.on('suspect', ({ connection, reason }) => connection === 'subscriber' && reasons.push(reason));
+    try {
+      // Every connection partitioned, new ones too: suspected, and no replacement can be ready.
+      const partition = rig.proxy.partition({ newConnections: true });
+      const suspect = await waitForMetrics(telemetry, (m) => m.value('redis_pubsub.connection.state', state('suspect')) === 1, 20_000);
+      expect(suspect.value('redis_pubsub.connection.state', state('connected'))).toBe(0);
+      expect(suspect.value('redis_pubsub.connection.suspects', subscriber)).toBe(1);
+      expect(reasons).toHaveLength(1);
+      expect(spans('suspect').map((s) => s.attributes['redis_pubsub.reason'])).toEqual(reasons);
+
+      // Healed before a replacement could be ready: the suspect shows life again and is kept.
+      partition.heal();
+      await waitFor(() => rig.events.includes('resumed:subscriber'), { message: `resumed; events: ${rig.events.join(', ')}` });
+      const resumed = await waitForMetrics(telemetry, (m) => m.value('redis_pubsub.suspect.duration', { ...subscriber, 'redis_pubsub.outcome': 'resumed' }) === 1);
+      expect(resumed.value('redis_pubsub.suspect.duration', { ...subscriber, 'redis_pubsub.outcome': 'cut-over' })).toBe(0);
+      expect(resumed.metric('redis_pubsub.suspect.duration')?.descriptor.unit).toBe('s');
+      const [resumedSpan] = spans('resumed');
+      expect(resumedSpan?.attributes['redis_pubsub.suspect_for_ms']).toEqual(expect.any(Number));
+      expect(resumedSpan!.status.code).toBe(SpanStatusCode.UNSET);
+
+      // The subscriber socket dies silently for good: its replacement takes over.
+      rig.proxy.blackhole({ match: 'mbb-tele:sub' });
+      await waitFor(() => rig.events.includes('cut-over:subscriber'), { timeoutMs: 20_000, message: `cut over; events: ${rig.events.join(', ')}` });
+      const cutOver = await waitForMetrics(telemetry, (m) => m.value('redis_pubsub.suspect.duration', { ...subscriber, 'redis_pubsub.outcome': 'cut-over' }) === 1);
+      // Suspected again (a probe that went missing meanwhile may suspect the new socket too).
+      expect(cutOver.value('redis_pubsub.connection.suspects', subscriber)).toBeGreaterThanOrEqual(2);
+      expect(spans('suspect').map((s) => s.attributes['redis_pubsub.reason'])).toEqual(reasons);
+      const [cutOverSpan] = spans('cut-over');
+      // The span covers the time the old socket was suspect.
+      const durationMs = cutOverSpan!.duration[0] * 1e3 + cutOverSpan!.duration[1] / 1e6;
+      expect(Math.round(durationMs)).toBe(cutOverSpan!.attributes['redis_pubsub.suspect_for_ms']);
+    } finally {
+      await rig.close();
     }
   });
 

@@ -7,7 +7,7 @@ import { ATTR, destinationLabel, errorType, metricAttributes, MESSAGING_SYSTEM, 
 /** The semantic conventions' advised buckets for messaging durations, in seconds. */
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
 const STATES: RedisPubSubStatus[] = ['connecting', 'connected', 'reconnecting', 'disconnected', 'closed'];
-const CONNECTION_STATES: ConnectionState[] = ['connecting', 'connected', 'reconnecting', 'disconnected', 'closed'];
+const CONNECTION_STATES: ConnectionState[] = ['connecting', 'connected', 'suspect', 'reconnecting', 'disconnected', 'closed'];
 const ROLES: ConnectionRole[] = ['subscriber', 'publisher'];
 /**
  * Clients publish to any channel: attribute sets per transport and operation are bounded; messages
@@ -40,6 +40,8 @@ class Instruments {
   readonly processDuration: Histogram;
   readonly operationDuration: Histogram;
   readonly resubscribeDuration: Histogram;
+  readonly suspectDuration: Histogram;
+  readonly suspects: Counter;
   readonly heartbeatTimeouts: Counter;
   readonly probeFailures: Counter;
   readonly state: Observable;
@@ -66,7 +68,9 @@ class Instruments {
     this.processDuration = duration('messaging.process.duration', 'Duration of handling one message, to the end of the handler.');
     this.operationDuration = duration('messaging.client.operation.duration', 'Duration of one PUBLISH, until Redis acknowledged it.');
     this.resubscribeDuration = duration('redis_pubsub.resubscribe.duration', 'Time from a new subscriber connection to every subscription acknowledged.');
-    this.heartbeatTimeouts = meter.createCounter('redis_pubsub.heartbeat.timeouts', { unit: '{timeout}', description: 'Connections torn down because nothing arrived within heartbeat.timeoutMs after a PING.' });
+    this.suspectDuration = duration('redis_pubsub.suspect.duration', 'How long a suspect connection stayed suspect, until it showed life again (resumed) or its replacement took over (cut-over).');
+    this.suspects = meter.createCounter('redis_pubsub.connection.suspects', { unit: '{suspicion}', description: 'Connections suspected (silent, or failing the path probe): kept open while a replacement is prepared beside them.' });
+    this.heartbeatTimeouts = meter.createCounter('redis_pubsub.heartbeat.timeouts', { unit: '{timeout}', description: 'Connections silent for heartbeat.timeoutMs after a PING (then suspected).' });
     this.probeFailures = meter.createCounter('redis_pubsub.probe.failures', { unit: '{failure}', description: 'Path probes that did not reach the subscriber (deaf subscriber caught).' });
     this.state = meter.createObservableGauge('redis_pubsub.state', { unit: '1', description: '1 for the current state of the transport, 0 for the others.' });
     this.connectionState = meter.createObservableGauge('redis_pubsub.connection.state', { unit: '1', description: '1 for the current state of each connection, 0 for the others.' });
@@ -227,6 +231,15 @@ export class MessagingMetrics {
 
   resubscribed(durationMs: number, failed: number): void {
     this.instruments.resubscribeDuration.record(durationMs / 1000, failed > 0 ? { ...this.instance, [ATTR.errorType]: 'refused' } : this.instance);
+  }
+
+  suspected(connection: ConnectionRole): void {
+    this.instruments.suspects.add(1, { ...this.instance, [ATTR.connection]: connection });
+  }
+
+  /** A suspect connection's end: it showed life again, or its replacement took over. */
+  handedOver(connection: ConnectionRole, outcome: 'resumed' | 'cut-over', suspectForMs: number): void {
+    this.instruments.suspectDuration.record(suspectForMs / 1000, { ...this.instance, [ATTR.connection]: connection, [ATTR.outcome]: outcome });
   }
 
   heartbeatTimeout(connection: ConnectionRole): void {

@@ -20,6 +20,8 @@ export const ATTR = {
   kind: 'redis_pubsub.kind',
   connection: 'redis_pubsub.connection',
   state: 'redis_pubsub.state',
+  outcome: 'redis_pubsub.outcome',
+  reason: 'redis_pubsub.reason',
 } as const;
 
 export const MESSAGING_SYSTEM = 'redis';

@@ -115,8 +115,19 @@ export class TransportTelemetry {
       metrics?.heartbeatTimeout(connection);
     });
     link.on('probe-failed', ({ reason }) => {
-      tracing?.lifecycle('probe failed', 0, { [ATTR.instance]: name, 'redis_pubsub.reason': reason }, reason);
+      tracing?.lifecycle('probe failed', 0, { [ATTR.instance]: name, [ATTR.reason]: reason }, reason);
       metrics?.probeFailed();
     });
+    // Make-before-break: not errors in themselves (the heartbeat timeout or probe failure behind a suspicion is one).
+    link.on('suspect', ({ connection, reason }) => {
+      tracing?.lifecycle('suspect', 0, { [ATTR.instance]: name, [ATTR.connection]: connection, [ATTR.reason]: reason });
+      metrics?.suspected(connection);
+    });
+    for (const outcome of ['resumed', 'cut-over'] as const) {
+      link.on(outcome, ({ connection, suspectForMs }) => {
+        tracing?.lifecycle(outcome, suspectForMs, { [ATTR.instance]: name, [ATTR.connection]: connection, 'redis_pubsub.suspect_for_ms': suspectForMs });
+        metrics?.handedOver(connection, outcome, suspectForMs);
+      });
+    }
   }
 }
