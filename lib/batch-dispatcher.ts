@@ -1,8 +1,7 @@
 import type { LoggerService } from '@nestjs/common';
 import type { MessageHandler } from '@nestjs/microservices';
 import { isObservable } from 'rxjs';
-import { RedisPubSubBatchContext } from './batch-context.js';
-import type { RedisPubSubContext } from './context.js';
+import { LazyBatchContext, type RedisPubSubBatchContext } from './batch-context.js';
 import { errorText } from './error-text.js';
 
 /** `@EventPattern('metrics.*', { psubscribe: true, batch: true, maxBatchSize: 500 })`: the handler receives arrays. */
@@ -93,8 +92,13 @@ function readExtras(key: string, handler: MessageHandler): BatchSettings | undef
  */
 export class BatchDispatcher {
   private payloads: unknown[] = [];
-  private contexts: RedisPubSubContext[] = [];
-  /** Per message, what ends its telemetry span (undefined without telemetry). */
+  // Per-message columns, aligned with `payloads` but written only where a message has a value:
+  // a channel route's channel is its key, and most events carry no metadata (and, without
+  // telemetry, no span), so the common message costs one push. Holes read as undefined.
+  /** Channel of each message (pattern routes only). */
+  private channels: string[] = [];
+  private metadata: Array<Record<string, unknown> | undefined> = [];
+  /** What ends each message's telemetry span. */
   private ends: Array<MessageEnd | undefined> = [];
   private running = false;
   private scheduled = false;
@@ -106,18 +110,22 @@ export class BatchDispatcher {
     if (!this.running && this.payloads.length > 0) this.runNext();
   };
 
+  /** `pattern`: the glob of a `psubscribe` handler (its key), undefined for a channel handler. */
   constructor(
     private readonly key: string,
+    private readonly pattern: string | undefined,
     private readonly handler: MessageHandler,
     private readonly settings: BatchSettings,
     private readonly host: BatchHost,
   ) {}
 
-  add(payload: unknown, context: RedisPubSubContext, end?: MessageEnd): void {
-    if (this.payloads.length >= this.settings.maxPending) return this.drop(context, end);
+  add(payload: unknown, channel: string, metadata: Record<string, unknown> | undefined, end?: MessageEnd): void {
+    const index = this.payloads.length;
+    if (index >= this.settings.maxPending) return this.drop(channel, end);
     this.payloads.push(payload);
-    this.contexts.push(context);
-    this.ends.push(end);
+    if (this.pattern !== undefined) this.channels[index] = channel;
+    if (metadata !== undefined) this.metadata[index] = metadata;
+    if (end !== undefined) this.ends[index] = end;
     this.host.inFlight(1);
     if (this.running) return;
     if (!this.scheduled) {
@@ -141,18 +149,23 @@ export class BatchDispatcher {
   private runNext(): void {
     const size = Math.min(this.payloads.length, this.settings.maxBatchSize);
     let payloads: unknown[];
-    let contexts: RedisPubSubContext[];
+    let channels: string[];
+    let metadata: Array<Record<string, unknown> | undefined>;
     let ends: Array<MessageEnd | undefined>;
     if (size === this.payloads.length) {
       payloads = this.payloads;
-      contexts = this.contexts;
+      channels = this.channels;
+      metadata = this.metadata;
       ends = this.ends;
       this.payloads = [];
-      this.contexts = [];
+      this.channels = [];
+      this.metadata = [];
       this.ends = [];
     } else {
+      // A column shorter than `size` is taken whole (its missing tail had no values).
       payloads = this.payloads.splice(0, size);
-      contexts = this.contexts.splice(0, size);
+      channels = this.channels.splice(0, size);
+      metadata = this.metadata.splice(0, size);
       ends = this.ends.splice(0, size);
     }
     if (this.droppedSinceLastBatch > 0) {
@@ -160,10 +173,10 @@ export class BatchDispatcher {
       this.droppedSinceLastBatch = 0;
     }
     this.running = true;
-    const context = new RedisPubSubBatchContext([contexts]);
+    const context = new LazyBatchContext(size, this.pattern === undefined ? this.key : channels, this.pattern, metadata);
     this.host.process(context, (ended) => this.invoke(payloads, context, (error, failed) => {
       ended();
-      for (const end of ends) end?.(error, failed);
+      for (let i = 0; i < ends.length; i++) ends[i]?.(error, failed);
     }));
   }
 
@@ -198,12 +211,12 @@ export class BatchDispatcher {
     else consume(result);
   }
 
-  private drop(context: RedisPubSubContext, end: MessageEnd | undefined): void {
+  private drop(channel: string, end: MessageEnd | undefined): void {
     this.host.counters.dropped++;
     end?.(new Error(`dropped: maxPending (${this.settings.maxPending}) messages queued for "${this.key}"`), true);
     if (this.droppedSinceLastBatch++ === 0) {
       this.host.logger.error(
-        `Batch handler for "${this.key}" is behind: maxPending (${this.settings.maxPending}) messages are queued; dropping new messages until it catches up, first on channel "${context.getChannel()}"`,
+        `Batch handler for "${this.key}" is behind: maxPending (${this.settings.maxPending}) messages are queued; dropping new messages until it catches up, first on channel "${channel}"`,
       );
     }
   }

@@ -94,15 +94,15 @@ export class RedisPubSubServer
     // Handlers are resolved once here, not per message.
     const batchHost = this.batchHost();
     for (const [key, handler] of this.messageHandlers) {
+      const extras = handler.extras as RedisPubSubHandlerExtras | undefined;
       let batch: BatchDispatcher | undefined;
       try {
         const settings = batchSettings(key, handler);
-        if (settings) batch = new BatchDispatcher(key, handler, settings, batchHost);
+        if (settings) batch = new BatchDispatcher(key, extras?.psubscribe ? key : undefined, handler, settings, batchHost);
       } catch (error) {
         return callback(error);
       }
       const route = { handler, isEvent: handler.isEventHandler === true, completion: this.eventCompletion(key), batch };
-      const extras = handler.extras as RedisPubSubHandlerExtras | undefined;
       if (extras?.durable) {
         if (extras.psubscribe) return callback(new Error(`${this.name}: "${key}": durable needs a channel, not a pattern (psubscribe)`));
         if (this.settings.cluster) return callback(new Error(`${this.name}: "${key}": durable channels are not supported with "cluster" yet`));
@@ -229,8 +229,8 @@ export class RedisPubSubServer
   }
 
   private handle(route: Route, packet: IncomingPacket, channel: string, pattern: string | undefined, operation: ProcessOperation | undefined): void {
+    if (route.batch && packet.id === undefined) return route.batch.add(packet.data, channel, packet.metadata, operation?.end);
     const context = new RedisPubSubContext([channel, pattern, packet.metadata]);
-    if (route.batch && packet.id === undefined) return route.batch.add(packet.data, context, operation?.end);
     this.inFlight++;
     if (packet.id === undefined) {
       if (!this.hooked) {

@@ -1,10 +1,11 @@
 import type { Redis } from 'ioredis';
 import type { MessageHandler } from '@nestjs/microservices';
-import { batchSettings } from '../lib/batch-dispatcher.js';
+import { BatchDispatcher, batchSettings, type BatchHost } from '../lib/batch-dispatcher.js';
+import { CaptureLogger } from './support/capture-logger.js';
 import { closeClient, connectClient } from './harness/clients.js';
 import { startRedis, type RedisServerHandle } from './harness/redis.js';
 import { waitFor } from './harness/wait.js';
-import { RedisPubSubBatchContext, type RedisPubSubContext } from '../lib/index.js';
+import { RedisPubSubBatchContext, RedisPubSubContext } from '../lib/index.js';
 import { startBatchApp, type StartedBatchApp } from './support/batch-app.js';
 import { InMemoryTelemetry } from './support/otel.js';
 import { SpanStatusCode } from '@opentelemetry/api';
@@ -253,6 +254,51 @@ describe('batch options', () => {
     expect(() => batchSettings('a', handler({ maxBatchSize: 10 }))).toThrow('maxBatchSize, maxWaitMs and maxPending need batch: true');
     expect(() => batchSettings('a', handler({ batch: true }, false))).toThrow('batch: true is for @EventPattern handlers');
     expect(() => batchSettings('a', handler({ batch: true }, true, handler({})))).toThrow('the handlers of "a" disagree on batch');
+  });
+});
+
+describe('batch contexts (unit)', () => {
+  /** A dispatcher over a handler that records what it was given; batches run as soon as they are flushed. */
+  function dispatcher(key: string, pattern: string | undefined, maxBatchSize: number) {
+    const seen: Array<{ payloads: unknown[]; ctx: RedisPubSubBatchContext }> = [];
+    const handler = Object.assign((payloads: unknown[], ctx: RedisPubSubBatchContext) => void seen.push({ payloads, ctx }), { isEventHandler: true }) as unknown as MessageHandler;
+    const host: BatchHost = { inFlight: () => undefined, process: (_ctx, body) => body(() => undefined), counters: { handlerErrors: 0, dropped: 0 }, logger: new CaptureLogger() };
+    return { seen, batch: new BatchDispatcher(key, pattern, handler, { maxBatchSize, maxWaitMs: 0, maxPending: 100 }, host) };
+  }
+  const describeMessages = (ctx: RedisPubSubBatchContext) => ctx.getMessages().map((m) => [m.getChannel(), m.getPattern(), m.getMetadata()]);
+
+  it('builds each message context on first use, with the metadata of the messages that had some, across a split batch', async () => {
+    const { seen, batch } = dispatcher('metrics.*', 'metrics.*', 3);
+    batch.add(0, 'metrics.a', undefined);
+    batch.add(1, 'metrics.b', { m: 1 });
+    batch.add(2, 'metrics.c', undefined);
+    batch.add(3, 'metrics.d', undefined);
+    batch.add(4, 'metrics.e', { m: 4 });
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(seen.map((b) => b.payloads)).toEqual([[0, 1, 2], [3, 4]]);
+    expect(seen.map((b) => b.ctx.size)).toEqual([3, 2]);
+    expect(describeMessages(seen[0]!.ctx)).toEqual([
+      ['metrics.a', 'metrics.*', undefined],
+      ['metrics.b', 'metrics.*', { m: 1 }],
+      ['metrics.c', 'metrics.*', undefined],
+    ]);
+    expect(seen[1]!.ctx.getArgs()).toEqual([[expect.any(RedisPubSubContext), expect.any(RedisPubSubContext)]]);
+    expect(seen[1]!.ctx.getArgByIndex(0)).toBe(seen[1]!.ctx.getMessages());
+    expect(describeMessages(seen[1]!.ctx)).toEqual([
+      ['metrics.d', 'metrics.*', undefined],
+      ['metrics.e', 'metrics.*', { m: 4 }],
+    ]);
+  });
+
+  it('gives the messages of a channel handler its channel and no pattern', async () => {
+    const { seen, batch } = dispatcher('orders', undefined, 10);
+    batch.add('a', 'orders', undefined);
+    batch.add('b', 'orders', { m: 2 });
+    await new Promise((resolve) => process.nextTick(resolve));
+    expect(describeMessages(seen[0]!.ctx)).toEqual([
+      ['orders', undefined, undefined],
+      ['orders', undefined, { m: 2 }],
+    ]);
   });
 });
 
