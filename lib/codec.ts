@@ -120,8 +120,24 @@ function inspect(root: object, maxDepth: number, stack: Array<object | undefined
             problem = `JSON nested deeper than maxDepth (${maxDepth})`;
             break walk;
           }
-          stack[top] = item;
-          depths[top++] = childDepth;
+          if (!Array.isArray(item)) {
+            stack[top] = item;
+            depths[top++] = childDepth;
+            continue;
+          }
+          // An array is opened in place (arrays of primitives, like tags, are common): only its
+          // containers go on the stack, one level deeper.
+          for (let i = 0; i < item.length; i++) {
+            const element: unknown = item[i];
+            if (typeof element === 'object' && element !== null) {
+              if (childDepth >= maxDepth) {
+                problem = `JSON nested deeper than maxDepth (${maxDepth})`;
+                break walk;
+              }
+              stack[top] = element;
+              depths[top++] = childDepth + 1;
+            }
+          }
         }
       }
     }

@@ -62,6 +62,11 @@ describe('MessageCodec (unit)', () => {
     const wide = new MessageCodec(1024, 3);
     expect(wide.parse(Buffer.from('[[[1]]]')).ok).toBe(true);
     expect(wide.parse(Buffer.from('[[[[1]]]]'))).toEqual({ ok: false, problem: 'JSON nested deeper than maxDepth (3)' });
+    // Arrays inside objects (opened in place by the walk) count their level like any other container.
+    expect(wide.parse(Buffer.from('{"a":[{"b":1}]}')).ok).toBe(true);
+    expect(wide.parse(Buffer.from('{"a":[[1]]}')).ok).toBe(true);
+    expect(wide.parse(Buffer.from('{"a":{"b":[1,{}]}}'))).toEqual({ ok: false, problem: 'JSON nested deeper than maxDepth (3)' });
+    expect(wide.parse(Buffer.from('{"a":{"b":[1,[]]}}'))).toEqual({ ok: false, problem: 'JSON nested deeper than maxDepth (3)' });
   });
 
   it('never overflows the stack, whatever the nesting and maxDepth (the walk is iterative)', () => {
