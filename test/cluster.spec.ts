@@ -9,6 +9,7 @@ import { RedisPubSubClient, type RedisPubSubOptions } from '../lib/index.js';
 import { startCluster, type ClusterNode, type RedisCluster } from './harness/cluster.js';
 import { waitFor } from './harness/wait.js';
 import { CaptureLogger } from './support/capture-logger.js';
+import { InMemoryTelemetry } from './support/otel.js';
 import { Inbox } from './support/inbox.js';
 import { startTestApp, type StartedTestApp } from './support/test-app.js';
 
@@ -183,6 +184,26 @@ describe('Redis Cluster: sharded pub/sub across every shard', () => {
     await waitFor(() => watcher.getStats().cluster!.refreshes >= readsBefore + 5);
     const connectionsAfter = (await cluster.sumInfo('stats', ['total_connections_received'])).total_connections_received!;
     expect(connectionsAfter - connectionsBefore).toBe(0);
+  });
+
+  it('metrics name each shard: connection state per primary (server.address, server.port)', async () => {
+    const telemetry = new InMemoryTelemetry().register();
+    const observed = await startTestApp({ ...options, name: 'observed' });
+    try {
+      const shards = observed.server.getStats().cluster!.shards;
+      expect(shards.length).toBeGreaterThan(1);
+      const collected = await telemetry.collect();
+      for (const shard of shards) {
+        const [host, port] = [shard.node.slice(0, shard.node.lastIndexOf(':')), Number(shard.node.slice(shard.node.lastIndexOf(':') + 1))];
+        for (const connection of ['subscriber', 'publisher']) {
+          const series = { 'redis_pubsub.instance': 'observed', 'redis_pubsub.connection': connection, 'server.address': host, 'server.port': port };
+          expect([shard.node, connection, collected.value('redis_pubsub.connection.state', { ...series, 'redis_pubsub.state': 'connected' })]).toEqual([shard.node, connection, 1]);
+        }
+      }
+    } finally {
+      await observed.close();
+      await telemetry.shutdown();
+    }
   });
 
   it('holds emit() in the offline queue until the shard is connected, then publishes it once', async () => {

@@ -368,7 +368,7 @@ describe('Redis Cluster: the shard that is missing is named', () => {
     node,
     slots,
     state: 'connected' as const,
-    connections: { subscriber: 'connected' as const, publisher: 'connected' as const },
+    connections: { subscriber: { state: 'connected' as const, reconnects: 0, heartbeatRttMs: 1 }, publisher: { state: 'connected' as const, reconnects: 0, heartbeatRttMs: 1 } },
     channels: 1,
     missing: [],
     ...over,
@@ -377,7 +377,7 @@ describe('Redis Cluster: the shard that is missing is named', () => {
   it('a shard reconnecting: degraded, with its node, slot range and connections in the reasons and the details', () => {
     const down = shard('127.0.0.1:7002', '5461-10922', {
       state: 'reconnecting',
-      connections: { subscriber: 'reconnecting', publisher: 'connected' },
+      connections: { subscriber: { state: 'reconnecting', reconnects: 2, heartbeatRttMs: null }, publisher: { state: 'connected', reconnects: 0, heartbeatRttMs: 1 } },
       missing: ['shard:inbound'],
     });
     const result = assess(

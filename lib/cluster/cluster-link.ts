@@ -37,7 +37,7 @@ export interface ShardStats {
   /** The slots it serves, as ranges (`0-5460`). */
   slots: string;
   state: RedisPubSubStatus;
-  connections: Record<ConnectionRole, ConnectionStats['state']>;
+  connections: Record<ConnectionRole, Pick<ConnectionStats, 'state' | 'reconnects' | 'heartbeatRttMs'>>;
   /** Shard channels subscribed here (the probe's excluded), and those not acknowledged yet. */
   channels: number;
   missing: string[];
@@ -470,7 +470,7 @@ export class ClusterLink implements TransportLink {
       node: shard.address,
       slots: this.map ? describeSlots(slotsServedBy(this.map, shard.address)) : '',
       state: stats.state,
-      connections: { subscriber: stats.connections.subscriber.state, publisher: stats.connections.publisher.state },
+      connections: { subscriber: shardConnection(stats.connections.subscriber), publisher: shardConnection(stats.connections.publisher) },
       channels: [...this.placed.values()].filter((address) => address === shard.address).length,
       missing: stats.subscriptions.missing.filter((name) => name !== `shard:${probe}`),
     };
@@ -509,6 +509,10 @@ export class ClusterLink implements TransportLink {
     this.stateChangedAt = Date.now();
     this.events.emit('status', state);
   }
+}
+
+function shardConnection({ state, reconnects, heartbeatRttMs }: ConnectionStats): ShardStats['connections'][ConnectionRole] {
+  return { state, reconnects, heartbeatRttMs };
 }
 
 /** A probe channel of our own in one of `slots`, so the probe crosses this shard. */

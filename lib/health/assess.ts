@@ -177,7 +177,7 @@ export function assessTransport(
     }
     for (const shard of stats.cluster?.shards ?? []) {
       if (shard.state === 'connected') continue;
-      const connections = `subscriber ${shard.connections.subscriber}, publisher ${shard.connections.publisher}`;
+      const connections = `subscriber ${shard.connections.subscriber.state}, publisher ${shard.connections.publisher.state}`;
       problems.push({ kind: 'recovering', reason: `shard ${shard.node} (slots ${shard.slots}) ${shard.state}: ${connections}`, since: stats.stateChangedAt });
     }
     if (subs.confirmed < subs.expected) {
@@ -229,7 +229,13 @@ export function assessTransport(
     limits,
   };
   if (stats.pending) result.pending = { ...stats.pending };
-  if (stats.cluster) result.shards = stats.cluster.shards.map((shard) => ({ ...shard, missing: [...shard.missing] }));
+  if (stats.cluster) {
+    result.shards = stats.cluster.shards.map((shard) => ({
+      ...shard,
+      connections: { subscriber: { ...shard.connections.subscriber }, publisher: { ...shard.connections.publisher } },
+      missing: [...shard.missing],
+    }));
+  }
   if (stats.delivery) result.recentLosses = stats.delivery.recentLosses.map(({ at, ...loss }) => ({ ...loss, ageMs: age(now, at) }));
   return result;
 }

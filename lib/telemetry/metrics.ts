@@ -122,9 +122,12 @@ class Instruments {
 
   private observe(result: BatchObservableResult, sources: MetricSources, instance: Attributes, stats: RedisPubSubStats): void {
     for (const state of STATES) result.observe(this.state, stats.state === state ? 1 : 0, { ...instance, [ATTR.state]: state });
-    for (const role of ROLES) {
-      const connection = stats.connections[role];
-      const attributes = { ...instance, [ATTR.connection]: role };
+    // On a cluster each shard's connections are observed, named by their primary (server.address, server.port).
+    const connections = stats.cluster
+      ? stats.cluster.shards.flatMap((shard) => ROLES.map((role) => ({ role, connection: shard.connections[role], node: nodeAttributes(shard.node) })))
+      : ROLES.map((role) => ({ role, connection: stats.connections[role], node: {} }));
+    for (const { role, connection, node } of connections) {
+      const attributes = { ...instance, [ATTR.connection]: role, ...node };
       for (const state of CONNECTION_STATES) result.observe(this.connectionState, connection.state === state ? 1 : 0, { ...attributes, [ATTR.state]: state });
       result.observe(this.reconnects, connection.reconnects, attributes);
       if (connection.heartbeatRttMs !== null) result.observe(this.heartbeatRtt, connection.heartbeatRttMs / 1000, attributes);
@@ -249,4 +252,9 @@ export class MessagingMetrics {
   probeFailed(): void {
     this.instruments.probeFailures.add(1, this.instance);
   }
+}
+
+function nodeAttributes(address: string): Attributes {
+  const colon = address.lastIndexOf(':');
+  return { [ATTR.serverAddress]: address.slice(0, colon), [ATTR.serverPort]: Number(address.slice(colon + 1)) };
 }

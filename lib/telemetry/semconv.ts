@@ -15,6 +15,9 @@ export const ATTR = {
   conversationId: 'messaging.message.conversation_id',
   bodySize: 'messaging.message.body.size',
   errorType: 'error.type',
+  /** Redis Cluster: the shard's primary. */
+  serverAddress: 'server.address',
+  serverPort: 'server.port',
   // What only this transport knows.
   instance: 'redis_pubsub.instance',
   kind: 'redis_pubsub.kind',
