@@ -5,6 +5,8 @@ export { RedisPubSubBatchContext } from './batch-context.js';
 export type { RedisPubSubBatchExtras } from './batch-dispatcher.js';
 export { REDIS_PUBSUB_TRANSPORT, RedisPubSubStatus } from './constants.js';
 export type { RedisPubSubOptions, HeartbeatOptions, RetryOptions, OfflineQueueOptions } from './options.js';
+export type { RedisPubSubClusterOptions } from './cluster/cluster-options.js';
+export type { ClusterStats, ShardStats } from './cluster/cluster-stats.js';
 export type { RedisPubSubStats, RedisPubSubEvents, RedisPubSubEventName, MessageCounters, GapInfo } from './pubsub-link.js';
 export type { DeliveryStats } from './delivery/delivery-guard.js';
 export type { LossRecord } from './delivery/loss-report.js';

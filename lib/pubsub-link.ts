@@ -7,7 +7,7 @@ import { ConnectionHandover, publisherDrainMs, SUBSCRIBER_DRAIN_MS, type Handove
 import { Heartbeat } from './heartbeat.js';
 import { ManagedConnection, type ConnectionRole, type ConnectionStats, type ResumeOn } from './managed-connection.js';
 import type { DeliveryStats } from './delivery/delivery-guard.js';
-import type { ClusterStats } from './cluster/cluster-link.js';
+import type { ClusterStats } from './cluster/cluster-stats.js';
 import type { ResolvedOptions } from './options.js';
 import { PathProbe } from './path-probe.js';
 import { RetryLog } from './retry-log.js';

@@ -23,33 +23,12 @@ import type { ResolvedClusterOptions } from './cluster-options.js';
 import { keySlot, tagForSlots } from './key-slot.js';
 import { describeSlots, slotsServedBy, type SlotMap } from './slot-map.js';
 import { ClusterTopology, splitAddress, type ReadScope } from './topology.js';
+import type { ClusterStats, ShardStats } from './cluster-stats.js';
 
 /** One primary of the cluster in use: a PubSubLink (subscriber + publisher, heartbeats, probe) to it. */
 interface Shard {
   address: string;
   link: PubSubLink;
-}
-
-/** Per shard, in `getStats().cluster`. */
-export interface ShardStats {
-  /** The primary's `host:port`. */
-  node: string;
-  /** The slots it serves, as ranges (`0-5460`). */
-  slots: string;
-  state: RedisPubSubStatus;
-  connections: Record<ConnectionRole, Pick<ConnectionStats, 'state' | 'reconnects' | 'heartbeatRttMs'>>;
-  /** Shard channels subscribed here (the probe's excluded), and those not acknowledged yet. */
-  channels: number;
-  missing: string[];
-}
-
-export interface ClusterStats {
-  shards: ShardStats[];
-  /** Connections open to the cluster: a subscriber and a publisher per shard in use. */
-  connections: number;
-  /** Slot map reads so far (each asks every known node), and when the last one answered. */
-  refreshes: number;
-  lastRefreshAt: number | null;
 }
 
 /** Events a shard's link reports as they are (the shard's node added); `status` is the cluster's own. */

@@ -1,6 +1,6 @@
 import type { ConnectionRole, ConnectionStats } from '../managed-connection.js';
 import type { MessageCounters, RedisPubSubStats } from '../pubsub-link.js';
-import type { ShardStats } from '../cluster/cluster-link.js';
+import type { ShardStats } from '../cluster/cluster-stats.js';
 import { redact } from '../redact.js';
 
 /** Terminus 12 indicator statuses: `degraded` keeps HTTP 200, any `down` answers 503. */
