@@ -59,6 +59,19 @@ describe('startCluster', () => {
       expect(await cluster.ownerOf(channel)).toBe(primary);
     }
   });
+
+  it('infoByNode reads INFO fields of every running node; sumInfo adds them up', async () => {
+    const byNode = await cluster.infoByNode('stats', ['total_connections_received']);
+    expect([...byNode.keys()].sort((a, b) => a.port - b.port)).toEqual([...cluster.nodes].sort((a, b) => a.port - b.port));
+    let total = 0;
+    for (const values of byNode.values()) {
+      expect(values.total_connections_received).toBeGreaterThan(0);
+      total += values.total_connections_received!;
+    }
+    const sum = (await cluster.sumInfo('stats', ['total_connections_received'])).total_connections_received!;
+    // The harness' admin connections are persistent: reading INFO opens no new connection.
+    expect(sum).toBe(total);
+  });
 });
 
 describe('faults', () => {

@@ -127,7 +127,7 @@ export interface ClusterTrial {
   /** Subscriber process: connection attempts per second from the fault until handling again (or stable + DEAF_AFTER_MS). */
   attemptsPerSecond: number;
   attempts: number;
-  /** Connections accepted by all nodes over the same period (subscriber and publisher). */
+  /** Connections accepted over the same period by the nodes that ran throughout (subscriber and publisher). */
   acceptedByCluster: number;
 }
 
@@ -222,7 +222,7 @@ async function trial(ctx: BenchContext, cluster: RedisCluster, fault: ClusterFau
     const clockOffsetNs = nowNs() - Date.now() * 1e6;
     const toNs = (dateMs: number) => dateMs * 1e6 + clockOffsetNs;
     const attemptsBefore = attempts;
-    const acceptedBefore = (await cluster.sumInfo('stats', ['total_connections_received'])).total_connections_received!;
+    const acceptedBefore = await cluster.infoByNode('stats', ['total_connections_received']);
     let faultNs = nowNs();
     let ownerNs: number;
     let electedMeanwhile: boolean | null = null;
@@ -270,7 +270,12 @@ async function trial(ctx: BenchContext, cluster: RedisCluster, fault: ClusterFau
     const recoveredNs = affected.every((c) => firstAfter(c)) ? Math.max(...affected.map((c) => firstAfter(c)!.recvNs)) : null;
     const outageEndNs = recoveredNs ?? nowNs();
     const attemptsDuring = attempts - attemptsBefore;
-    const acceptedDuring = (await cluster.sumInfo('stats', ['total_connections_received'])).total_connections_received! - acceptedBefore;
+    // Per node, over the nodes that ran throughout (a killed node's counter is gone, a resumed one's is back).
+    let acceptedDuring = 0;
+    for (const [node, after] of await cluster.infoByNode('stats', ['total_connections_received'])) {
+      const before = acceptedBefore.get(node);
+      if (before) acceptedDuring += after.total_connections_received! - before.total_connections_received!;
+    }
     await delay(SETTLE_MS);
     const stats = await publisher.request<{ sent: number; rejected: number }>('stop');
     await delay(200); // the last acks

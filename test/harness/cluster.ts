@@ -126,7 +126,8 @@ export interface MigrateSlotOptions {
   to: ClusterNode;
   /**
    * Which of the two nodes gets `CLUSTER SETSLOT <slot> NODE <target>` first (default
-   * 'target-first', what redis-cli does). The other primaries are told last.
+   * 'target-first': the destination claims the slot before the source stops serving it). The
+   * other primaries are told last.
    */
   order?: MigrationOrder;
   /**
@@ -151,12 +152,15 @@ export interface SlotMigration {
 }
 
 export interface RedisCluster {
-  /** One address per primary, as given to ioredis `new Cluster(seeds)`. */
+  /** One address per running primary (as last observed), as given to ioredis `new Cluster(seeds)`. */
   readonly seeds: { host: string; port: number }[];
   /** All nodes, in start order (roles change with faults: see ClusterNode.role). */
   readonly nodes: readonly ClusterNode[];
   readonly nodeTimeoutMs: number;
-  /** Hash slot of a channel or key (cluster-key-slot, as ioredis computes it; honours {tags}). */
+  /**
+   * Hash slot of a channel or key (cluster-key-slot, as ioredis computes it; honours {tags}). It
+   * differs from Redis for an empty tag followed by another (`foo{}{bar}`): ask CLUSTER KEYSLOT there.
+   */
   slotOf(channel: string | Buffer): number;
   /** The primary owning the slot of `channel` (or `slot`), once all running nodes agree on it. */
   ownerOf(channelOrSlot: string | Buffer | number): Promise<ClusterNode>;
@@ -164,7 +168,7 @@ export interface RedisCluster {
   replicaOf(primary: ClusterNode): Promise<ClusterNode>;
   /** All primaries, as the running nodes agree. */
   primaries(): Promise<ClusterNode[]>;
-  /** A channel name (`${prefix}{n}` style, hash-tagged) whose slot `owner` owns; distinct per call. */
+  /** A channel name `${prefix}:{n}` (hash-tagged, n counting up) whose slot `owner` owns; distinct per call. */
   channelOwnedBy(owner: ClusterNode, prefix?: string): Promise<string>;
   /** CLUSTER NODES parsed, as `from` sees it (default: the first running node). */
   clusterNodes(from?: ClusterNode): Promise<ClusterNodesEntry[]>;
@@ -180,8 +184,13 @@ export interface RedisCluster {
   pausePrimaryOf(channel: string | Buffer): Promise<PausedPrimary>;
   /** The slot migration protocol (IMPORTING, MIGRATING, MIGRATE, SETSLOT NODE); waits until all nodes agree. */
   migrateSlot(slot: number, options: MigrateSlotOptions): Promise<SlotMigration>;
-  /** Per node: `INFO` field values summed over the running nodes (e.g. total_connections_received). */
+  /**
+   * `INFO` field values summed over the running nodes (e.g. total_connections_received). Two sums
+   * compare only while the same nodes run (a killed node's counters leave the sum): see infoByNode.
+   */
   sumInfo(section: string, fields: string[]): Promise<Record<string, number>>;
+  /** `INFO` field values of each running node. */
+  infoByNode(section: string, fields: string[]): Promise<Map<ClusterNode, Record<string, number>>>;
   /** Stops every node (SIGCONT first if paused) and removes their temp dirs. Idempotent. */
   stop(): Promise<void>;
 }
@@ -620,13 +629,21 @@ class Cluster implements RedisCluster {
 
   async sumInfo(section: string, fields: string[]): Promise<Record<string, number>> {
     const sums: Record<string, number> = Object.fromEntries(fields.map((f) => [f, 0]));
+    for (const values of (await this.infoByNode(section, fields)).values()) {
+      for (const f of fields) sums[f]! += values[f]!;
+    }
+    return sums;
+  }
+
+  async infoByNode(section: string, fields: string[]): Promise<Map<ClusterNode, Record<string, number>>> {
+    const byNode = new Map<ClusterNode, Record<string, number>>();
     await Promise.all(
       this.running().map(async (n) => {
         const info = String(await n.command('INFO', section));
-        for (const f of fields) sums[f]! += Number(new RegExp(`^${f}:(\\S+)`, 'm').exec(info)?.[1] ?? 0);
+        byNode.set(n, Object.fromEntries(fields.map((f) => [f, Number(new RegExp(`^${f}:(\\S+)`, 'm').exec(info)?.[1] ?? 0)])));
       }),
     );
-    return sums;
+    return byNode;
   }
 
   stop(): Promise<void> {
