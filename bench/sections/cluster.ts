@@ -120,6 +120,8 @@ export interface ClusterTrial {
   lost: number;
   duplicates: number;
   published: number;
+  /** When the lost messages were sent: first and last, ms from the fault (negative: before it). */
+  lostSentMs: [number, number] | null;
   /** SPUBLISHes the publisher saw rejected during the trial. */
   publishRejected: number;
   /** stall only: whether the replica was elected while the primary was frozen */
@@ -285,6 +287,7 @@ async function trial(ctx: BenchContext, cluster: RedisCluster, fault: ClusterFau
     const window = [...acked].filter(([, sentNs]) => sentNs >= countFrom && sentNs <= countUntil).map(([seq]) => seq);
     const handled = new Map<number, number>();
     for (const r of received) handled.set(r.seq, (handled.get(r.seq) ?? 0) + 1);
+    const lostSentMs = window.filter((seq) => !handled.has(seq)).map((seq) => (acked.get(seq)! - faultNs) / 1e6);
     return {
       fault,
       trial: trialNo,
@@ -294,7 +297,8 @@ async function trial(ctx: BenchContext, cluster: RedisCluster, fault: ClusterFau
       ownerAfterMs: (ownerNs - faultNs) / 1e6,
       stableAfterMs: (stableNs - faultNs) / 1e6,
       deaf: recoveredNs === null,
-      lost: window.filter((seq) => !handled.has(seq)).length,
+      lost: lostSentMs.length,
+      lostSentMs: lostSentMs.length ? [Math.min(...lostSentMs), Math.max(...lostSentMs)] : null,
       duplicates: window.filter((seq) => (handled.get(seq) ?? 0) > 1).length,
       published: window.length,
       publishRejected: stats.rejected,
@@ -474,7 +478,9 @@ export async function clusterSection(ctx: BenchContext, contenders: ClusterConte
               (r.recoveryMs === null
                 ? `DEAF (nothing on an affected channel ${DEAF_AFTER_MS / 1000} s after the cluster was stable)`
                 : `handling again after ${Math.round(r.recoveryMs)} ms (${Math.round(r.fromOwnerMs!)} ms after a primary owned the slot)`) +
-              `; owner after ${Math.round(r.ownerAfterMs)} ms; lost ${r.lost}/${r.published}, duplicates ${r.duplicates}, publish rejected ${r.publishRejected}` +
+              `; owner after ${Math.round(r.ownerAfterMs)} ms; lost ${r.lost}/${r.published}` +
+              (r.lostSentMs ? ` (sent ${Math.round(r.lostSentMs[0])}..${Math.round(r.lostSentMs[1])} ms after the fault)` : '') +
+              `, duplicates ${r.duplicates}, publish rejected ${r.publishRejected}` +
               `; ${r.attempts} connection attempts (${r.attemptsPerSecond.toFixed(1)}/s), ${r.acceptedByCluster} accepted by the cluster` +
               (r.electedMeanwhile === null ? '' : `; replica elected meanwhile: ${r.electedMeanwhile}`),
           );
