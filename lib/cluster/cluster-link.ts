@@ -73,6 +73,9 @@ export class ClusterLink implements TransportLink {
   /** Consecutive slot map reads that left something unsettled (drives the backoff). */
   private unsettledReads = 0;
   private readonly usable: Array<() => void> = [];
+  /** Publishes waiting for a route (see waitForRoute), and how many of them for a slot no primary serves. */
+  private readonly wakeups = new Set<() => void>();
+  private ownerless = 0;
   private readonly mapLog = new RetryLog();
   private readonly lostListeners: Array<{ channel: string; listener: (reason: string) => void }> = [];
   private readonly errorListeners: Array<(error: Error & { code?: unknown }, redact: (text: string) => string) => void> = [];
@@ -165,9 +168,34 @@ export class ClusterLink implements TransportLink {
       }
       const waitMs = Math.min(deadline - Date.now(), backoffDelay(attempt, { ...this.options.retry, maxAttempts: Infinity })!);
       if (waitMs <= 0) throw new Error(`event "${channel}" not sent: no primary of the cluster took it within ${this.options.offlineQueue.timeoutMs} ms`);
-      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      await this.waitForRoute(waitMs, shard === undefined);
       if (this.state === RedisPubSubStatus.CLOSED) throw new Error(`event "${channel}" not sent: closed`);
     }
+  }
+
+  /**
+   * Until the map changes or a publisher becomes usable (then at once), or `ms` passed. While no
+   * primary serves the slot, the map is read again with backoff even when nothing else is unsettled:
+   * a client subscribed to nothing there would otherwise only notice at the periodic check.
+   */
+  private async waitForRoute(ms: number, ownerless: boolean): Promise<void> {
+    if (ownerless) this.ownerless++;
+    this.scheduleRetry(this.state === RedisPubSubStatus.CONNECTED && this.ownerless === 0);
+    let timer: NodeJS.Timeout | undefined;
+    let wake: (() => void) | undefined;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      this.wakeups.add(resolve);
+      timer = setTimeout(resolve, ms);
+    });
+    clearTimeout(timer);
+    this.wakeups.delete(wake!);
+    if (ownerless) this.ownerless--;
+  }
+
+  private wakeUp(): void {
+    for (const wake of [...this.wakeups]) wake();
+    for (const listener of this.usable) listener();
   }
 
   canPublish(channel: string): boolean {
@@ -310,7 +338,7 @@ export class ClusterLink implements TransportLink {
       if (probe !== undefined && !served.has(keySlot(probe))) shard.link.moveProbe(probeChannel(served));
       shard.link.subscribeMissingNow();
     }
-    for (const listener of this.usable) listener();
+    this.wakeUp();
   }
 
   private placeClassic(map: SlotMap): void {
@@ -361,7 +389,7 @@ export class ClusterLink implements TransportLink {
     link.signals.on('delivering', (info) => this.signals.emit('delivering', info));
     link.signals.on('drained', () => this.signals.emit('drained'));
     link.onPublisherUsable(() => {
-      for (const listener of this.usable) listener();
+      this.wakeUp();
     });
     link.onSubscriberLost('', (reason) => {
       for (const { channel, listener } of this.lostListeners) if (this.shardOf(channel) === shard) listener(reason);
@@ -468,7 +496,7 @@ export class ClusterLink implements TransportLink {
       this.everConnected = true;
       this.settleStart?.();
     }
-    this.scheduleRetry(next === RedisPubSubStatus.CONNECTED);
+    this.scheduleRetry(next === RedisPubSubStatus.CONNECTED && this.ownerless === 0);
     this.setState(next);
   }
 
