@@ -58,6 +58,8 @@ export class RedisPubSubClient
   private readonly customDeserializer: boolean;
   private readonly pending = new Map<string, PendingRequest>();
   private readonly offline: OfflineQueue;
+  /** Channels whose last event reached a subscriber. */
+  private readonly heard = new Set<string>();
   private readonly positions = new PositionStamper();
   private readonly durable: DurablePublisher;
   private started = false;
@@ -79,7 +81,7 @@ export class RedisPubSubClient
     this.link = link;
     this.link.subscribe('channel', this.replyChannel);
     if (link instanceof PubSubLink) this.replies = new ReplySubscriptions(link);
-    this.offline = new OfflineQueue(this.settings.offlineQueue, this.link);
+    this.offline = new OfflineQueue(this.settings.offlineQueue, this.settings.retry, this.link);
     this.durable = new DurablePublisher(this.settings.durable);
     this.link.on('status', (state) => {
       this._status$.next(state);
@@ -184,8 +186,19 @@ export class RedisPubSubClient
       if (!frame) throw new Error(`${this.name}: durable event "${channel}" not sent: the serializer must return an envelope object`);
       send = () => this.durable.publish(this.link.unwrap()[0]!, channel, frame);
     } else send = () => this.link.publish(channel, message);
-    const publish = () => (this.link.canPublish(channel) ? send() : this.offline.enqueue(channel, send));
-    return (await publishConfirmed(publish, this.settings.requireReceiver, () => `${this.name}: event "${channel}"`)) as T;
+    // Held events of a channel that had subscribers wait for one to be back (see OfflineQueue); not a
+    // durable one (its subscribers recover it from the stream, and a second script call would append it
+    // twice), nor one whose receiver count is not the whole picture (a global channel on a cluster).
+    const publish = () =>
+      this.link.canPublish(channel) && !this.offline.holds(channel)
+        ? send()
+        : this.offline.enqueue(channel, send, !durable && this.heard.has(channel) && this.link.countsEveryReceiver(channel));
+    const receivers = await publishConfirmed(publish, this.settings.requireReceiver, () => `${this.name}: event "${channel}"`);
+    if (receivers > 0 !== this.heard.has(channel)) {
+      if (receivers > 0) this.heard.add(channel);
+      else this.heard.delete(channel);
+    }
+    return receivers as T;
   }
 
   protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {

@@ -263,6 +263,10 @@ export class PubSubLink implements TransportLink {
     return this.publisher.isReady;
   }
 
+  countsEveryReceiver(): boolean {
+    return true;
+  }
+
   onPublisherUsable(listener: () => void): void {
     for (const event of ['ready', 'resumed', 'replaced'] as const) this.publisher.on(event, () => listener());
   }

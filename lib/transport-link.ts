@@ -30,6 +30,8 @@ export interface TransportLink {
   publish(channel: string, message: string): Promise<number>;
   /** Whether `publish(channel)` can be written now (else callers hold the event in the offline queue). */
   canPublish(channel: string): boolean;
+  /** Whether Redis' receiver count for `channel` covers every subscriber (not on a cluster's global channels: per node). */
+  countsEveryReceiver(channel: string): boolean;
   /** `listener` runs whenever a publisher becomes usable again (a new socket, a resumed or replaced one). */
   onPublisherUsable(listener: () => void): void;
   /** The publisher connection that serves `channel` (commands on its keys: durable streams). */

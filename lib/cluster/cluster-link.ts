@@ -202,6 +202,10 @@ export class ClusterLink implements TransportLink {
     return this.publishingShard(channel)?.link.publisher.isReady ?? false;
   }
 
+  countsEveryReceiver(channel: string): boolean {
+    return !this.cluster.isGlobal(channel);
+  }
+
   onPublisherUsable(listener: () => void): void {
     this.usable.push(listener);
   }
