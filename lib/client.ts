@@ -11,6 +11,7 @@ import { publishConfirmed } from './delivery/publish-confirm.js';
 import { errorText } from './error-text.js';
 import { REPLY_CHANNEL_PREFIX, RedisPubSubStatus } from './constants.js';
 import { OfflineQueue, type SendEvent } from './offline-queue.js';
+import { RouteChanged } from './cluster/cluster-link.js';
 import { resolveOptions, type RedisPubSubOptions, type ResolvedOptions } from './options.js';
 import { PubSubLink, type RedisPubSubEventCallbacks, type RedisPubSubEventName, type RedisPubSubStats } from './pubsub-link.js';
 import { decodeReply, nestReplyChannel, replyIdOf } from './reply-packet.js';
@@ -189,10 +190,13 @@ export class RedisPubSubClient
     // Held events of a channel that had subscribers wait for one to be back (see OfflineQueue); not a
     // durable one (its subscribers recover it from the stream, and a second script call would append it
     // twice), nor one whose receiver count is not the whole picture (a global channel on a cluster).
-    const publish = () =>
-      this.link.canPublish(channel) && !this.offline.holds(channel)
-        ? send()
-        : this.offline.enqueue(channel, send, !durable && this.heard.has(channel) && this.link.countsEveryReceiver(channel));
+    const hold = () => this.offline.enqueue(channel, send, !durable && this.heard.has(channel) && this.link.countsEveryReceiver(channel));
+    // On a cluster, an event whose slot just moved is held too (Redis answers in order: so are they).
+    const direct =
+      durable || !this.settings.cluster
+        ? send
+        : () => this.link.publish(channel, message, true).catch((error: unknown) => (error instanceof RouteChanged ? hold() : Promise.reject(error)));
+    const publish = () => (this.link.canPublish(channel) && !this.offline.holds(channel) ? direct() : hold());
     const receivers = await publishConfirmed(publish, this.settings.requireReceiver, () => `${this.name}: event "${channel}"`);
     if (receivers > 0 !== this.heard.has(channel)) {
       if (receivers > 0) this.heard.add(channel);

@@ -26,8 +26,13 @@ export interface TransportLink {
   on<E extends RedisPubSubEventName>(event: E, listener: (...args: RedisPubSubEvents[E]) => void): void;
   stats(): RedisPubSubStats;
   reportError(error: Error): void;
-  /** PUBLISH (SPUBLISH on a cluster) on the connection that serves `channel`; resolves to Redis' receiver count. */
-  publish(channel: string, message: string): Promise<number>;
+  /**
+   * PUBLISH (SPUBLISH on a cluster) on the connection that serves `channel`; resolves to Redis' receiver
+   * count. On a cluster, a channel whose slot moved (MOVED) or has no primary yet is waited for and sent
+   * again, unless `hold`: then it rejects with a RouteChanged error (Redis did not run it) for the
+   * caller to hold it in order with the rest.
+   */
+  publish(channel: string, message: string, hold?: boolean): Promise<number>;
   /** Whether `publish(channel)` can be written now (else callers hold the event in the offline queue). */
   canPublish(channel: string): boolean;
   /** Whether Redis' receiver count for `channel` covers every subscriber (not on a cluster's global channels: per node). */

@@ -206,6 +206,27 @@ describe('Redis Cluster: sharded pub/sub across every shard', () => {
     }
   });
 
+  it('a slot migrated with its destination told late: events emitted meanwhile are held and all handled once, in order, on the new primary', async () => {
+    const emitter = await client();
+    const channel = 'inbound';
+    const n = (i: { data: unknown }) => (i.data as { n?: number }).n;
+    await expect(firstValueFrom(emitter.emit(channel, { n: 0 }))).resolves.toBe(1);
+    const from = await cluster.ownerOf(channel);
+    const to = primaries.find((p) => p.address !== from.address)!;
+    const migration = cluster.migrateSlot(cluster.slotOf(channel), { to, order: 'source-first', destinationDelayMs: 1_500 });
+    // The source drops the slot first: from then on, until the destination is told 1.5 s later, no primary serves it.
+    const sent: Array<Promise<unknown>> = [];
+    for (let i = 1; i <= 20; i++) {
+      sent.push(firstValueFrom(emitter.emit(channel, { n: i })));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await migration;
+    await Promise.all(sent);
+    await app.inbox.waitFor((items) => items.filter((i) => i.handler === 'inbound' && (n(i) ?? 0) > 0).length === 20);
+    expect(app.inbox.of('inbound').map(n).filter((x) => x !== undefined && x > 0)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(app.server.getStats().subscriptions.missing).toEqual([]);
+  });
+
   it('holds emit() in the offline queue until the shard is connected, then publishes it once', async () => {
     const early = new RedisPubSubClient(options);
     clients.push(early);

@@ -73,9 +73,14 @@ export class ClusterLink implements TransportLink {
   /** Consecutive slot map reads that left something unsettled (drives the backoff). */
   private unsettledReads = 0;
   private readonly usable: Array<() => void> = [];
-  /** Publishes waiting for a route (see waitForRoute), and how many of them for a slot no primary serves. */
+  /** Publishes waiting for a route (see waitForRoute). */
   private readonly wakeups = new Set<() => void>();
-  private ownerless = 0;
+  /**
+   * Channels something was to be published on while no primary served their slot: until one does,
+   * the map is read again with backoff even when nothing else is unsettled (a client subscribed to
+   * nothing there would otherwise only notice at the periodic check).
+   */
+  private readonly ownerless = new Set<string>();
   private readonly mapLog = new RetryLog();
   private readonly lostListeners: Array<{ channel: string; listener: (reason: string) => void }> = [];
   private readonly errorListeners: Array<(error: Error & { code?: unknown }, redact: (text: string) => string) => void> = [];
@@ -153,7 +158,7 @@ export class ClusterLink implements TransportLink {
    * read again and it is sent again, until `offlineQueue.timeoutMs`. A connection lost with it in
    * flight fails it (delivery unknown), never re-sent.
    */
-  async publish(channel: string, message: string): Promise<number> {
+  async publish(channel: string, message: string, hold = false): Promise<number> {
     const deadline = Date.now() + this.options.offlineQueue.timeoutMs;
     for (let attempt = 1; ; attempt++) {
       const shard = this.publishingShard(channel);
@@ -164,23 +169,18 @@ export class ClusterLink implements TransportLink {
         } catch (error) {
           if (!isRedirect(errorText(error))) throw error;
           this.refresh(`SPUBLISH "${channel}" answered ${errorText(error)}`);
+          if (hold) throw new RouteChanged(channel, errorText(error));
         }
-      }
+      } else if (hold) throw new RouteChanged(channel, 'no primary of the cluster can take it now');
       const waitMs = Math.min(deadline - Date.now(), backoffDelay(attempt, { ...this.options.retry, maxAttempts: Infinity })!);
       if (waitMs <= 0) throw new Error(`event "${channel}" not sent: no primary of the cluster took it within ${this.options.offlineQueue.timeoutMs} ms`);
-      await this.waitForRoute(waitMs, shard === undefined);
+      await this.waitForRoute(waitMs);
       if (this.state === RedisPubSubStatus.CLOSED) throw new Error(`event "${channel}" not sent: closed`);
     }
   }
 
-  /**
-   * Until the map changes or a publisher becomes usable (then at once), or `ms` passed. While no
-   * primary serves the slot, the map is read again with backoff even when nothing else is unsettled:
-   * a client subscribed to nothing there would otherwise only notice at the periodic check.
-   */
-  private async waitForRoute(ms: number, ownerless: boolean): Promise<void> {
-    if (ownerless) this.ownerless++;
-    this.scheduleRetry(this.state === RedisPubSubStatus.CONNECTED && this.ownerless === 0);
+  /** Until the map changes or a publisher becomes usable (then at once), or `ms` passed. */
+  private async waitForRoute(ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     let wake: (() => void) | undefined;
     await new Promise<void>((resolve) => {
@@ -190,7 +190,6 @@ export class ClusterLink implements TransportLink {
     });
     clearTimeout(timer);
     this.wakeups.delete(wake!);
-    if (ownerless) this.ownerless--;
   }
 
   private wakeUp(): void {
@@ -316,6 +315,7 @@ export class ClusterLink implements TransportLink {
 
   private place(map: SlotMap): void {
     this.map = map;
+    for (const channel of this.ownerless) if (map.owners[keySlot(channel)] !== undefined) this.ownerless.delete(channel);
     for (const shard of [...this.shards.values()]) {
       if (slotsServedBy(map, shard.address).size === 0) this.retire(shard, 'it serves no slot any more (failed over, or its slots moved)');
     }
@@ -426,7 +426,12 @@ export class ClusterLink implements TransportLink {
       return address ? this.ensureShard(address, map) : undefined;
     }
     const owner = map.owners[keySlot(channel)];
-    return owner ? this.ensureShard(owner, map) : undefined;
+    if (owner) return this.ensureShard(owner, map);
+    if (!this.ownerless.has(channel)) {
+      this.ownerless.add(channel);
+      this.scheduleRetry(false);
+    }
+    return undefined;
   }
 
   private shardOf(channel: string): Shard | undefined {
@@ -500,7 +505,7 @@ export class ClusterLink implements TransportLink {
       this.everConnected = true;
       this.settleStart?.();
     }
-    this.scheduleRetry(next === RedisPubSubStatus.CONNECTED && this.ownerless === 0);
+    this.scheduleRetry(next === RedisPubSubStatus.CONNECTED && this.ownerless.size === 0);
     this.setState(next);
   }
 
@@ -524,6 +529,13 @@ export class ClusterLink implements TransportLink {
 
 function shardConnection({ state, reconnects, heartbeatRttMs }: ConnectionStats): ShardStats['connections'][ConnectionRole] {
   return { state, reconnects, heartbeatRttMs };
+}
+
+/** A publish Redis did not run because its channel's slot is served elsewhere (or nowhere yet): hold it and send it again. */
+export class RouteChanged extends Error {
+  constructor(channel: string, why: string) {
+    super(`event "${channel}" not sent yet: ${why}`);
+  }
 }
 
 /** A probe channel of our own in one of `slots`, so the probe crosses this shard. */
