@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pin, SUT_CPUS } from '../support/affinity.js';
-import { NEST_REDIS, PUBSUB, RAW, type Contender } from '../support/contenders.js';
+import { NEST_BARE, NEST_REDIS, PUBSUB, PUBSUB_BATCH, RAW, type Contender } from '../support/contenders.js';
 import { startApp, waitSubscribers, type BenchContext } from '../support/context.js';
 import { EVENT_CHANNEL, type SizeName } from '../support/payloads.js';
 import { Worker } from '../support/worker.js';
@@ -68,6 +68,7 @@ const FRAMES: Array<[string, string, string]> = [
   ['lib: MessageCodec.parse (incl. JSON.parse)', 'parse', 'dist/lib/codec.js'],
   ['lib: MessageCodec inspect walk', 'inspect', 'dist/lib/codec.js'],
   ['lib: RedisPubSubServer.dispatch', 'dispatch', 'dist/lib/server.js'],
+  ['lib: BatchDispatcher.add (queueing one message)', 'add', 'dist/lib/batch-dispatcher.js'],
   ['Nest: ServerRedis.handleMessage', 'handleMessage', '@nestjs/microservices/server/server-redis.js'],
   ['Nest: ServerRedis.parseMessage (JSON.parse)', 'parseMessage', '@nestjs/microservices/server/server-redis.js'],
   ['Nest: Server.getRouteFromPattern (JSON.parse of the pattern, throws)', 'getRouteFromPattern', '@nestjs/microservices/server/server.js'],
@@ -129,8 +130,11 @@ export function summarize(profile: CpuProfile, fromUs: number, toUs: number) {
   };
 }
 
-/** `node --cpu-prof` on the subscriber process during one burst; self time of the burst window only. */
-export async function profile(ctx: BenchContext, contenders: Contender[] = [RAW, NEST_REDIS, PUBSUB]): Promise<ProfileResult> {
+/**
+ * `node --cpu-prof` on the subscriber process during one burst; self time of the burst window only.
+ * The bare Nest transport and the batch handler are there to explain the per-event and batch targets.
+ */
+export async function profile(ctx: BenchContext, contenders: Contender[] = [RAW, NEST_REDIS, NEST_BARE, PUBSUB, PUBSUB_BATCH]): Promise<ProfileResult> {
   const sizes: Record<SizeName, number> = ctx.quick ? { small: 40_000, large: 8_000 } : { small: 200_000, large: 40_000 };
   const { host, port } = ctx.redis;
   rmSync(ctx.profileDir, { recursive: true, force: true });
