@@ -234,6 +234,7 @@ describe('cluster faults (issue 10), per fault of the table', () => {
     expectNoDuplicateNoReorder(result);
     for (const outcome of result) expect({ channel: outcome.channel, lost: outcome.lost }).toEqual({ channel: outcome.channel, lost: [] });
     expect(r.stream.failures).toEqual([]);
+    expect(r.attempts).toEqual([]);
   }, 120_000);
 
   describe.each([
