@@ -13,6 +13,8 @@ for (let i = 0; i < 256; i++) {
  * (the bytes between the first `{` and the next `}`, when not empty), else of the whole name.
  */
 export function keySlot(name: string): number {
+  // Every publish on a cluster asks this: ASCII names (the usual) are hashed without a Buffer.
+  if (/^[\x00-\x7f]*$/.test(name)) return asciiSlot(name);
   let bytes = Buffer.from(name);
   const open = bytes.indexOf(0x7b);
   if (open >= 0) {
@@ -21,6 +23,22 @@ export function keySlot(name: string): number {
   }
   let crc = 0;
   for (const byte of bytes) crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ byte) & 0xff]!;
+  return crc % SLOTS;
+}
+
+function asciiSlot(name: string): number {
+  let start = 0;
+  let end = name.length;
+  const open = name.indexOf('{');
+  if (open >= 0) {
+    const close = name.indexOf('}', open + 1);
+    if (close > open + 1) {
+      start = open + 1;
+      end = close;
+    }
+  }
+  let crc = 0;
+  for (let i = start; i < end; i++) crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ name.charCodeAt(i)) & 0xff]!;
   return crc % SLOTS;
 }
 
