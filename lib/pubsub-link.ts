@@ -271,10 +271,6 @@ export class PubSubLink implements TransportLink {
     for (const event of ['ready', 'resumed', 'replaced'] as const) this.publisher.on(event, () => listener());
   }
 
-  publisherFor(): ManagedConnection {
-    return this.publisher;
-  }
-
   onSubscriberLost(_channel: string, listener: (reason: string) => void): void {
     this.subscriber.on('lost', listener);
   }

@@ -2,7 +2,6 @@ import type { EventEmitter } from 'node:events';
 import type { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import type { RedisPubSubStatus } from './constants.js';
-import type { ManagedConnection } from './managed-connection.js';
 import type { LinkSignals, MessageCounters, RedisPubSubEventName, RedisPubSubEvents, RedisPubSubStats } from './pubsub-link.js';
 
 /**
@@ -39,8 +38,6 @@ export interface TransportLink {
   countsEveryReceiver(channel: string): boolean;
   /** `listener` runs whenever a publisher becomes usable again (a new socket, a resumed or replaced one). */
   onPublisherUsable(listener: () => void): void;
-  /** The publisher connection that serves `channel` (commands on its keys: durable streams). */
-  publisherFor(channel: string): ManagedConnection | undefined;
   /** `listener` runs when the subscriber socket that holds `channel` is lost. */
   onSubscriberLost(channel: string, listener: (reason: string) => void): void;
   /** Errors of any connection, with a function that redacts secrets from their text. */

@@ -6,7 +6,7 @@ import { backoffDelay } from '../backoff.js';
 import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from '../constants.js';
 import { errorText } from '../error-text.js';
 import { RetryLog } from '../retry-log.js';
-import type { ConnectionRole, ConnectionStats, ManagedConnection } from '../managed-connection.js';
+import type { ConnectionRole, ConnectionStats } from '../managed-connection.js';
 import type { ResolvedOptions } from '../options.js';
 import {
   isRedirect,
@@ -207,10 +207,6 @@ export class ClusterLink implements TransportLink {
 
   onPublisherUsable(listener: () => void): void {
     this.usable.push(listener);
-  }
-
-  publisherFor(channel: string): ManagedConnection | undefined {
-    return this.publishingShard(channel)?.link.publisher;
   }
 
   onSubscriberLost(channel: string, listener: (reason: string) => void): void {
