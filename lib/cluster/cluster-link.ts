@@ -11,6 +11,7 @@ import type { ResolvedOptions } from '../options.js';
 import {
   isRedirect,
   PubSubLink,
+  type HandoverStats,
   type LinkSignals,
   type MessageCounters,
   type MessageSink,
@@ -223,7 +224,8 @@ export class ClusterLink implements TransportLink {
   }
 
   stats(): RedisPubSubStats {
-    const shards = [...this.shards.values()];
+    // Each shard's own stats, read once: they list its missing subscriptions and its connections.
+    const shards = [...this.shards.values()].map((shard) => ({ shard, stats: shard.link.stats() }));
     const missing: string[] = [];
     let confirmed = 0;
     for (const channel of this.wanted.shard) {
@@ -238,23 +240,22 @@ export class ClusterLink implements TransportLink {
         else missing.push(`${kind}:${name} (${host ? `on node ${host.address}` : 'no node chosen yet'})`);
       }
     }
-    const first = shards[0]?.link.stats();
     return {
       name: this.options.name,
       kind: this.kind,
       state: this.state,
       stateChangedAt: this.stateChangedAt,
       heartbeat: this.options.heartbeat,
-      connections: { subscriber: this.worstConnection('subscriber'), publisher: this.worstConnection('publisher') },
+      connections: { subscriber: this.worstConnection(shards, 'subscriber'), publisher: this.worstConnection(shards, 'publisher') },
       subscriptions: {
         expected: this.wanted.shard.size + this.wanted.channel.size + this.wanted.pattern.size,
         confirmed,
         missing: missing.slice(0, 20),
       },
       messages: { ...this.counters },
-      ...(first?.handover ? { handover: this.handoverStats(shards) } : {}),
+      ...(shards[0]?.stats.handover ? { handover: handoverTotals(shards.map(({ stats }) => stats.handover!)) } : {}),
       cluster: {
-        shards: shards.map((shard) => this.shardStats(shard)),
+        shards: shards.map(({ shard, stats }) => this.shardStats(shard, stats)),
         connections: 2 * shards.length,
         refreshes: this.topology.refreshes,
         lastRefreshAt: this.topology.lastRefreshAt,
@@ -442,8 +443,8 @@ export class ClusterLink implements TransportLink {
     return `slot ${slot}, node ${owner} (slots ${describeSlots(slotsServedBy(this.map!, owner))})`;
   }
 
-  private worstConnection(role: ConnectionRole): ConnectionStats {
-    const all = [...this.shards.values()].map((shard) => shard.link.stats().connections[role]);
+  private worstConnection(shards: Array<{ stats: RedisPubSubStats }>, role: ConnectionRole): ConnectionStats {
+    const all = shards.map(({ stats }) => stats.connections[role]);
     const worst = all.find((connection) => connection.state !== 'connected') ?? all[0];
     return (
       worst ?? {
@@ -460,23 +461,7 @@ export class ClusterLink implements TransportLink {
     );
   }
 
-  private handoverStats(shards: Shard[]): NonNullable<RedisPubSubStats['handover']> {
-    const total = { suspect: null as NonNullable<RedisPubSubStats['handover']>['suspect'], cutOvers: 0, resumes: 0, spliced: 0, duplicatesDropped: 0, draining: 0 };
-    for (const shard of shards) {
-      const handover = shard.link.stats().handover;
-      if (!handover) continue;
-      total.suspect ??= handover.suspect;
-      total.cutOvers += handover.cutOvers;
-      total.resumes += handover.resumes;
-      total.spliced += handover.spliced;
-      total.duplicatesDropped += handover.duplicatesDropped;
-      total.draining += handover.draining;
-    }
-    return total;
-  }
-
-  private shardStats(shard: Shard): ShardStats {
-    const stats = shard.link.stats();
+  private shardStats(shard: Shard, stats: RedisPubSubStats): ShardStats {
     const probe = shard.link.probeChannel;
     return {
       node: shard.address,
@@ -521,6 +506,20 @@ export class ClusterLink implements TransportLink {
     this.stateChangedAt = Date.now();
     this.events.emit('status', state);
   }
+}
+
+/** The shards' make-before-break counts added up; the first suspect one named. */
+function handoverTotals(all: HandoverStats[]): HandoverStats {
+  const total: HandoverStats = { suspect: null, cutOvers: 0, resumes: 0, spliced: 0, duplicatesDropped: 0, draining: 0 };
+  for (const handover of all) {
+    total.suspect ??= handover.suspect;
+    total.cutOvers += handover.cutOvers;
+    total.resumes += handover.resumes;
+    total.spliced += handover.spliced;
+    total.duplicatesDropped += handover.duplicatesDropped;
+    total.draining += handover.draining;
+  }
+  return total;
 }
 
 function shardConnection({ state, reconnects, heartbeatRttMs }: ConnectionStats): ShardStats['connections'][ConnectionRole] {
