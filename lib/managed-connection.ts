@@ -5,6 +5,7 @@ import type { ResolvedOptions } from './options.js';
 import { redact } from './redact.js';
 import { redisWithUrl } from './redis-url.js';
 import { VerdictTimers } from './verdict-timers.js';
+import { within } from './within.js';
 
 export type ConnectionRole = 'subscriber' | 'publisher';
 /**
@@ -198,14 +199,7 @@ export class ManagedConnection extends EventEmitter<ConnectionEvents> {
     this.handshake.clear();
     for (const other of this.others) this.discard(other);
     const redis = this.current;
-    if (redis.status === 'ready') {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        redis.quit().catch(() => undefined),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
-      ]);
-      clearTimeout(timer);
-    }
+    if (redis.status === 'ready') await within(redis.quit().catch(() => undefined), timeoutMs);
     if (redis.status === 'end') return;
     if (redis.status === 'reconnecting') {
       // Between attempts: no socket is left, disconnect() only cancels the pending attempt. ioredis still

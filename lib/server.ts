@@ -14,6 +14,7 @@ import { isReplyPacket, nestReplyChannel } from './reply-packet.js';
 import { RequestStreams, STREAM_ENDED_BY_CLOSE } from './request-streams.js';
 import { replyDestination, TransportTelemetry, type ProcessOperation } from './telemetry/transport-telemetry.js';
 import { transportRegistry, type MonitoredTransport } from './transport-registry.js';
+import { within } from './within.js';
 import { createLink } from './create-link.js';
 import type { TransportLink } from './transport-link.js';
 
@@ -379,12 +380,7 @@ export class RedisPubSubServer
 
   private async drain(): Promise<void> {
     if (this.inFlight === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const done = await Promise.race([
-      new Promise<boolean>((resolve) => (this.drained = () => resolve(true))),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.settings.closeTimeoutMs))),
-    ]);
-    clearTimeout(timer);
+    const done = await within(new Promise<boolean>((resolve) => (this.drained = () => resolve(true))), this.settings.closeTimeoutMs);
     if (!done) this.link.logger.warn(`close(): ${this.inFlight} handler(s) still running after ${this.settings.closeTimeoutMs} ms`);
   }
 }

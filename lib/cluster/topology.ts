@@ -1,4 +1,5 @@
 import { Redis, type NatMap, type RedisOptions } from 'ioredis';
+import { within } from '../within.js';
 import { parseClusterNodes, resolveSlotMap, type NodeLine, type SlotMap } from './slot-map.js';
 
 /**
@@ -100,13 +101,8 @@ export class ClusterTopology {
 
   /** `CLUSTER NODES` over a connection we hold anyway. */
   private async viewOver(redis: Redis, address: string): Promise<NodeLine[] | undefined> {
-    let timer: NodeJS.Timeout | undefined;
-    const text = await Promise.race([
-      (redis.cluster('NODES') as Promise<string>).catch(() => undefined),
-      new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.timeoutMs))),
-    ]);
-    clearTimeout(timer);
-    return typeof text === 'string' ? this.parse(text, address) : undefined;
+    const text = await within((redis.cluster('NODES') as Promise<string>).catch(() => undefined), this.timeoutMs);
+    return text === undefined ? undefined : this.parse(text, address);
   }
 
   /** `CLUSTER NODES` of one node, with addresses translated by `natMap`; `undefined` if it did not answer in time. */
@@ -126,21 +122,13 @@ export class ClusterTopology {
     });
     redis.on('error', () => undefined);
     this.probes.add(redis);
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const text = await Promise.race([
-        redis
-          .connect()
-          .then(() => redis.cluster('NODES') as Promise<string>)
-          .catch(() => undefined),
-        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), this.timeoutMs))),
-      ]);
-      if (typeof text !== 'string') return undefined;
-      return this.parse(text, address);
+      const nodes = redis.connect().then(() => redis.cluster('NODES') as Promise<string>);
+      const text = await within(nodes.catch(() => undefined), this.timeoutMs);
+      return text === undefined ? undefined : this.parse(text, address);
     } catch {
       return undefined;
     } finally {
-      clearTimeout(timer);
       this.probes.delete(redis);
       destroy(redis);
     }
