@@ -12,3 +12,8 @@ export function backoffDelay(attempt: number, retry: Required<RetryOptions>, ran
   const base = Math.min(retry.maxDelayMs, retry.minDelayMs * 2 ** Math.min(attempt - 1, 30));
   return Math.round(base / 2 + (random() * base) / 2);
 }
+
+/** The same delays for a retry that never gives up (`maxAttempts` is the connection's business, not its). */
+export function retryDelay(attempt: number, retry: Required<RetryOptions>): number {
+  return backoffDelay(attempt, { ...retry, maxAttempts: Infinity })!;
+}

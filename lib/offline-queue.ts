@@ -1,4 +1,4 @@
-import { backoffDelay } from './backoff.js';
+import { retryDelay } from './backoff.js';
 import type { OfflineQueueOptions, RetryOptions } from './options.js';
 import type { TransportLink } from './transport-link.js';
 
@@ -128,7 +128,7 @@ export class OfflineQueue {
           if (this.link.canPublish(event.channel)) this.probe(event, attempt + 1);
           // The publisher went down again: the next flush sends it (and its followers) again.
           else this.probing.delete(event.channel);
-        }, backoffDelay(attempt, { ...this.retry, maxAttempts: Infinity })!);
+        }, retryDelay(attempt, this.retry));
         this.retries.add(timer);
       },
       (error: Error) => {

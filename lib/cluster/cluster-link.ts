@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import type { Redis } from 'ioredis';
-import { backoffDelay } from '../backoff.js';
+import { retryDelay } from '../backoff.js';
 import { INTERNAL_CHANNEL_PREFIX, RedisPubSubStatus } from '../constants.js';
 import { errorText } from '../error-text.js';
 import { RetryLog } from '../retry-log.js';
@@ -173,7 +173,7 @@ export class ClusterLink implements TransportLink {
           if (hold) throw new RouteChanged(channel, errorText(error));
         }
       } else if (hold) throw new RouteChanged(channel, 'no primary of the cluster can take it now');
-      const waitMs = Math.min(deadline - Date.now(), backoffDelay(attempt, { ...this.options.retry, maxAttempts: Infinity })!);
+      const waitMs = Math.min(deadline - Date.now(), retryDelay(attempt, this.options.retry));
       if (waitMs <= 0) throw new Error(`event "${channel}" not sent: no primary of the cluster took it within ${this.options.offlineQueue.timeoutMs} ms`);
       await this.waitForRoute(waitMs);
       if (this.state === RedisPubSubStatus.CLOSED) throw new Error(`event "${channel}" not sent: closed`);
@@ -303,7 +303,7 @@ export class ClusterLink implements TransportLink {
       return;
     }
     if (this.retryTimer) return;
-    const delay = backoffDelay(++this.unsettledReads, { ...this.options.retry, maxAttempts: Infinity })!;
+    const delay = retryDelay(++this.unsettledReads, this.options.retry);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       this.refresh('something is not acknowledged on the primary that serves it yet');
