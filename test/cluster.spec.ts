@@ -5,6 +5,7 @@ import { ClientRedis, Ctx, EventPattern, Payload, RedisContext, Transport } from
 import { Redis } from 'ioredis';
 import { firstValueFrom } from 'rxjs';
 import { keySlot } from '../lib/cluster/key-slot.js';
+import { splitAddress } from '../lib/cluster/slot-map.js';
 import { RedisPubSubClient, type RedisPubSubOptions } from '../lib/index.js';
 import { startCluster, type ClusterNode, type RedisCluster } from './harness/cluster.js';
 import { waitFor } from './harness/wait.js';
@@ -194,7 +195,7 @@ describe('Redis Cluster: sharded pub/sub across every shard', () => {
       expect(shards.length).toBeGreaterThan(1);
       const collected = await telemetry.collect();
       for (const shard of shards) {
-        const [host, port] = [shard.node.slice(0, shard.node.lastIndexOf(':')), Number(shard.node.slice(shard.node.lastIndexOf(':') + 1))];
+        const [host, port] = splitAddress(shard.node);
         for (const connection of ['subscriber', 'publisher']) {
           const series = { 'redis_pubsub.instance': 'observed', 'redis_pubsub.connection': connection, 'server.address': host, 'server.port': port };
           expect([shard.node, connection, collected.value('redis_pubsub.connection.state', { ...series, 'redis_pubsub.state': 'connected' })]).toEqual([shard.node, connection, 1]);

@@ -22,8 +22,8 @@ import {
 import type { TransportLink } from '../transport-link.js';
 import type { ResolvedClusterOptions } from './cluster-options.js';
 import { keySlot, tagForSlots } from './key-slot.js';
-import { describeSlots, slotsServedBy, type SlotMap } from './slot-map.js';
-import { ClusterTopology, splitAddress, type ReadScope } from './topology.js';
+import { describeSlots, slotsServedBy, splitAddress, type SlotMap } from './slot-map.js';
+import { ClusterTopology, type ReadScope } from './topology.js';
 import type { ClusterStats, ShardStats } from './cluster-stats.js';
 
 /** One primary of the cluster in use: a PubSubLink (subscriber + publisher, heartbeats, probe) to it. */

@@ -23,8 +23,7 @@ export function parseClusterNodes(text: string, from: string): NodeLine[] {
     if (flags.has('noaddr') || flags.has('handshake')) continue;
     const myself = flags.has('myself');
     const hostPort = addressField.split('@')[0]!;
-    const colon = hostPort.lastIndexOf(':');
-    const host = hostPort.slice(0, colon);
+    const [host] = splitAddress(hostPort);
     const address = host === '' ? (myself ? from : '') : hostPort;
     if (address === '') continue;
     const slots: number[] = [];
@@ -36,6 +35,12 @@ export function parseClusterNodes(text: string, from: string): NodeLine[] {
     lines.push({ id, address, myself, primary: flags.has('master'), configEpoch: Number(epochField), slots });
   }
   return lines;
+}
+
+/** `host:port` (the host may be an IPv6 address with colons of its own). */
+export function splitAddress(address: string): [host: string, port: number] {
+  const colon = address.lastIndexOf(':');
+  return [address.slice(0, colon), Number(address.slice(colon + 1))];
 }
 
 export interface SlotMap {

@@ -1,6 +1,6 @@
 import { Redis, type NatMap, type RedisOptions } from 'ioredis';
 import { within } from '../within.js';
-import { parseClusterNodes, resolveSlotMap, type NodeLine, type SlotMap } from './slot-map.js';
+import { parseClusterNodes, resolveSlotMap, splitAddress, type NodeLine, type SlotMap } from './slot-map.js';
 
 /**
  * `all`: every node we know of (something changed: a redirect, a lost shard). `open`: only the
@@ -144,11 +144,6 @@ export class ClusterTopology {
     const mapped = typeof nat === 'function' ? nat(address) : nat[address];
     return mapped ? `${mapped.host}:${mapped.port}` : address;
   }
-}
-
-export function splitAddress(address: string): [host: string, port: number] {
-  const colon = address.lastIndexOf(':');
-  return [address.slice(0, colon), Number(address.slice(colon + 1))];
 }
 
 function destroy(redis: Redis): void {

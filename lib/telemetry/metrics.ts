@@ -2,6 +2,7 @@ import type { Attributes, BatchObservableResult, Counter, Histogram, Meter, Obse
 import type { ConnectionRole, ConnectionState } from '../managed-connection.js';
 import type { RedisPubSubStatus } from '../constants.js';
 import type { RedisPubSubStats } from '../pubsub-link.js';
+import { splitAddress } from '../cluster/slot-map.js';
 import { ATTR, destinationLabel, errorType, metricAttributes, MESSAGING_SYSTEM, type Destination, type OperationName } from './semconv.js';
 
 /** The semantic conventions' advised buckets for messaging durations, in seconds. */
@@ -255,6 +256,6 @@ export class MessagingMetrics {
 }
 
 function nodeAttributes(address: string): Attributes {
-  const colon = address.lastIndexOf(':');
-  return { [ATTR.serverAddress]: address.slice(0, colon), [ATTR.serverPort]: Number(address.slice(colon + 1)) };
+  const [host, port] = splitAddress(address);
+  return { [ATTR.serverAddress]: host, [ATTR.serverPort]: port };
 }
